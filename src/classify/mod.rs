@@ -1,0 +1,397 @@
+//! The tier head: a linear layer over the sentence embedding, with softmax.
+//! Load/save (safetensors + JSON metadata), predict, train, evaluate. No network.
+
+mod data;
+mod eval;
+mod train;
+
+pub use data::{read_examples, tier_index, LabeledExample};
+pub use eval::{evaluate, EvalReport, TierMetrics};
+pub use train::{train_head, EmbeddingCache, TrainOptions, TrainReport};
+
+use std::collections::HashMap;
+use std::path::{Path, PathBuf};
+
+use candle_core::{Device, Tensor};
+use serde::{Deserialize, Serialize};
+
+/// Where `triage train` writes the head and where serve/route look for it.
+pub const DEFAULT_HEAD_PATH: &str = "models/tier-head.safetensors";
+
+#[derive(Debug, thiserror::Error)]
+pub enum ClassifyError {
+    #[error("tier head {path}: {message}")]
+    BadHead { path: PathBuf, message: String },
+    #[error(
+        "tier head {path} was trained on embeddings of `{head_model}` (weights sha256 {head_sha}), \
+         but the loaded embedding model is `{loaded_model}` (sha256 {loaded_sha}); retrain the \
+         head with `triage train` or load the model it was trained with"
+    )]
+    ModelMismatch {
+        path: PathBuf,
+        head_model: String,
+        head_sha: String,
+        loaded_model: String,
+        loaded_sha: String,
+    },
+    #[error("training data: {0}")]
+    Data(String),
+    #[error("training: {0}")]
+    Candle(#[from] candle_core::Error),
+    #[error("io: {0}")]
+    Io(#[from] std::io::Error),
+}
+
+/// Everything recorded beside the head's weights.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+pub struct HeadMeta {
+    /// Tier names, cheapest first. The routing table is keyed by these.
+    pub labels: Vec<String>,
+    pub embedding_model: String,
+    pub embedding_sha256: String,
+    pub dim: usize,
+    pub max_tokens: usize,
+    pub training_data_sha256: String,
+    pub train_examples: usize,
+    pub validation_examples: usize,
+    /// Validation metrics at the time of training.
+    pub metrics: serde_json::Value,
+    /// RFC 3339 UTC.
+    pub created: String,
+}
+
+/// Output of the head for one embedding.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Prediction {
+    /// Index of the most probable tier.
+    pub tier: usize,
+    pub probs: Vec<f32>,
+}
+
+impl Prediction {
+    pub fn confidence(&self) -> f32 {
+        self.probs.get(self.tier).copied().unwrap_or(0.0)
+    }
+}
+
+#[derive(Debug, Clone)]
+pub struct TierHead {
+    /// Row-major (labels × dim).
+    weight: Vec<f32>,
+    bias: Vec<f32>,
+    meta: HeadMeta,
+}
+
+/// The metadata file that goes with a head's weights.
+pub fn meta_path(head: &Path) -> PathBuf {
+    head.with_extension("json")
+}
+
+impl TierHead {
+    pub fn new(weight: Vec<f32>, bias: Vec<f32>, meta: HeadMeta) -> Result<Self, String> {
+        let n = meta.labels.len();
+        if n < 2 {
+            return Err("a head needs at least two labels".into());
+        }
+        if weight.len() != n * meta.dim || bias.len() != n {
+            return Err(format!(
+                "weights are {}+{} values, expected {}x{} + {}",
+                weight.len(),
+                bias.len(),
+                n,
+                meta.dim,
+                n
+            ));
+        }
+        Ok(Self { weight, bias, meta })
+    }
+
+    pub fn meta(&self) -> &HeadMeta {
+        &self.meta
+    }
+    pub fn labels(&self) -> &[String] {
+        &self.meta.labels
+    }
+    pub fn dim(&self) -> usize {
+        self.meta.dim
+    }
+
+    pub fn load(path: &Path) -> Result<Self, ClassifyError> {
+        let bad = |message: String| ClassifyError::BadHead {
+            path: path.to_path_buf(),
+            message,
+        };
+        let tensors = candle_core::safetensors::load(path, &Device::Cpu)
+            .map_err(|e| bad(format!("cannot read weights: {e}")))?;
+        let meta_file = meta_path(path);
+        let meta: HeadMeta = serde_json::from_slice(
+            &std::fs::read(&meta_file)
+                .map_err(|e| bad(format!("cannot read {}: {e}", meta_file.display())))?,
+        )
+        .map_err(|e| bad(format!("{}: {e}", meta_file.display())))?;
+        let get = |name: &str| -> Result<Vec<f32>, ClassifyError> {
+            let t = tensors
+                .get(name)
+                .ok_or_else(|| bad(format!("tensor `{name}` missing")))?;
+            Ok(t.to_dtype(candle_core::DType::F32)?
+                .flatten_all()?
+                .to_vec1::<f32>()?)
+        };
+        let weight = get("weight")?;
+        let bias = get("bias")?;
+        Self::new(weight, bias, meta).map_err(bad)
+    }
+
+    /// Writes weights and metadata, each through a temporary file and a rename.
+    pub fn save(&self, path: &Path) -> Result<(), ClassifyError> {
+        if let Some(dir) = path.parent() {
+            if !dir.as_os_str().is_empty() {
+                std::fs::create_dir_all(dir)?;
+            }
+        }
+        let n = self.meta.labels.len();
+        let mut map = HashMap::new();
+        map.insert(
+            "weight".to_string(),
+            Tensor::from_vec(self.weight.clone(), (n, self.meta.dim), &Device::Cpu)?,
+        );
+        map.insert(
+            "bias".to_string(),
+            Tensor::from_vec(self.bias.clone(), n, &Device::Cpu)?,
+        );
+        let tmp = path.with_extension("safetensors.tmp");
+        candle_core::safetensors::save(&map, &tmp)?;
+        let meta_tmp = path.with_extension("json.tmp");
+        let json = serde_json::to_vec_pretty(&self.meta)
+            .map_err(|e| ClassifyError::Data(e.to_string()))?;
+        std::fs::write(&meta_tmp, json)?;
+        std::fs::rename(&tmp, path)?;
+        std::fs::rename(&meta_tmp, meta_path(path))?;
+        Ok(())
+    }
+
+    /// Refuses a head trained on another embedding model.
+    pub fn check_embedder(
+        &self,
+        path: &Path,
+        model_id: &str,
+        weights_sha256: &str,
+        dim: usize,
+    ) -> Result<(), ClassifyError> {
+        if self.meta.embedding_sha256 != weights_sha256 || self.meta.dim != dim {
+            return Err(ClassifyError::ModelMismatch {
+                path: path.to_path_buf(),
+                head_model: self.meta.embedding_model.clone(),
+                head_sha: self.meta.embedding_sha256.clone(),
+                loaded_model: model_id.to_string(),
+                loaded_sha: weights_sha256.to_string(),
+            });
+        }
+        Ok(())
+    }
+
+    /// Logits → softmax probabilities. Plain Rust: a 3×384 product takes ~100 ns.
+    pub fn predict(&self, embedding: &[f32]) -> Prediction {
+        let dim = self.meta.dim;
+        let mut logits: Vec<f32> = self
+            .bias
+            .iter()
+            .enumerate()
+            .map(|(i, b)| {
+                let row = &self.weight[i * dim..(i + 1) * dim];
+                b + row.iter().zip(embedding).map(|(w, x)| w * x).sum::<f32>()
+            })
+            .collect();
+        softmax_in_place(&mut logits);
+        let tier = argmax(&logits);
+        Prediction {
+            tier,
+            probs: logits,
+        }
+    }
+}
+
+pub fn softmax_in_place(v: &mut [f32]) {
+    let max = v.iter().copied().fold(f32::NEG_INFINITY, f32::max);
+    let mut sum = 0.0;
+    for x in v.iter_mut() {
+        *x = (*x - max).exp();
+        sum += *x;
+    }
+    if sum > 0.0 {
+        for x in v.iter_mut() {
+            *x /= sum;
+        }
+    }
+}
+
+pub fn argmax(v: &[f32]) -> usize {
+    let mut best = 0;
+    for (i, x) in v.iter().enumerate() {
+        if *x > v[best] {
+            best = i;
+        }
+    }
+    best
+}
+
+/// Routing policy on top of the head: when the head is unsure (top probability below
+/// `min_confidence`), go one tier up — sending a hard request to a cheap model is the
+/// expensive mistake. Returns the tier index and whether it was raised.
+pub fn apply_min_confidence(pred: &Prediction, min_confidence: f32) -> (usize, bool) {
+    let top = pred.probs.len().saturating_sub(1);
+    if pred.confidence() < min_confidence && pred.tier < top {
+        (pred.tier + 1, true)
+    } else {
+        (pred.tier, false)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn meta(dim: usize) -> HeadMeta {
+        HeadMeta {
+            labels: vec!["SIMPLE".into(), "MODERATE".into(), "COMPLEX".into()],
+            embedding_model: "m".into(),
+            embedding_sha256: "abc".into(),
+            dim,
+            max_tokens: 256,
+            training_data_sha256: "d".into(),
+            train_examples: 1,
+            validation_examples: 1,
+            metrics: serde_json::json!({}),
+            created: "2026-01-01T00:00:00Z".into(),
+        }
+    }
+
+    #[test]
+    fn predict_softmax_and_argmax() {
+        // Tier i responds to feature i.
+        let w = vec![5.0, 0.0, 0.0, 0.0, 5.0, 0.0, 0.0, 0.0, 5.0];
+        let head = TierHead::new(w, vec![0.0; 3], meta(3)).unwrap();
+        let p = head.predict(&[0.0, 1.0, 0.0]);
+        assert_eq!(p.tier, 1);
+        assert!((p.probs.iter().sum::<f32>() - 1.0).abs() < 1e-5);
+        assert!(p.confidence() > 0.9);
+    }
+
+    #[test]
+    fn low_confidence_goes_one_tier_up_but_not_past_the_top() {
+        let p = Prediction {
+            tier: 0,
+            probs: vec![0.45, 0.35, 0.2],
+        };
+        assert_eq!(apply_min_confidence(&p, 0.5), (1, true));
+        assert_eq!(apply_min_confidence(&p, 0.4), (0, false));
+        let top = Prediction {
+            tier: 2,
+            probs: vec![0.3, 0.3, 0.4],
+        };
+        assert_eq!(apply_min_confidence(&top, 0.5), (2, false));
+    }
+
+    #[test]
+    fn save_load_roundtrip_and_mismatch_refused() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("h.safetensors");
+        let head = TierHead::new(
+            (0..9).map(|x| x as f32).collect(),
+            vec![1.0, 2.0, 3.0],
+            meta(3),
+        )
+        .unwrap();
+        head.save(&path).unwrap();
+        let back = TierHead::load(&path).unwrap();
+        assert_eq!(back.meta(), head.meta());
+        assert_eq!(
+            back.predict(&[1.0, 0.0, 0.0]),
+            head.predict(&[1.0, 0.0, 0.0])
+        );
+        assert!(back.check_embedder(&path, "m", "abc", 3).is_ok());
+        let err = back
+            .check_embedder(&path, "other", "zzz", 3)
+            .unwrap_err()
+            .to_string();
+        assert!(
+            err.contains("other") && err.contains("triage train"),
+            "{err}"
+        );
+    }
+
+    #[test]
+    fn wrong_shapes_are_rejected() {
+        assert!(TierHead::new(vec![0.0; 8], vec![0.0; 3], meta(3)).is_err());
+        let mut m = meta(3);
+        m.labels.truncate(1);
+        assert!(TierHead::new(vec![0.0; 3], vec![0.0; 1], m).is_err());
+    }
+}
+
+/// A routing decision for one text: the head's opinion, the policy's tier, and the
+/// ordered models (first used, the rest fallbacks) the routing table maps it to.
+#[derive(Debug, Clone, Serialize, PartialEq)]
+pub struct Decision {
+    pub tier: String,
+    pub tier_index: usize,
+    /// The head's own top tier (before the confidence policy).
+    pub head_tier: String,
+    pub confidence: f32,
+    /// Probabilities in label order (cheapest tier first).
+    pub probs: Vec<(String, f32)>,
+    /// True when low confidence raised the tier.
+    pub raised: bool,
+    pub models: Vec<String>,
+}
+
+impl Decision {
+    pub fn probs_json(&self) -> serde_json::Value {
+        let map: serde_json::Map<String, serde_json::Value> = self
+            .probs
+            .iter()
+            .map(|(k, v)| (k.clone(), serde_json::json!(round4(*v))))
+            .collect();
+        serde_json::Value::Object(map)
+    }
+}
+
+pub fn round4(x: f32) -> f64 {
+    (x as f64 * 10_000.0).round() / 10_000.0
+}
+
+/// Applies the policy and the routing table to a prediction.
+pub fn decide(
+    head: &TierHead,
+    pred: &Prediction,
+    router: &crate::config::RouterConfig,
+) -> Decision {
+    let (idx, raised) = apply_min_confidence(pred, router.min_confidence);
+    let labels = head.labels();
+    let tier = labels[idx].clone();
+    Decision {
+        models: router.tiers.get(&tier).cloned().unwrap_or_default(),
+        tier,
+        tier_index: idx,
+        head_tier: labels[pred.tier].clone(),
+        confidence: pred.confidence(),
+        probs: labels
+            .iter()
+            .cloned()
+            .zip(pred.probs.iter().copied())
+            .collect(),
+        raised,
+    }
+}
+
+impl TierHead {
+    /// Raw parameters: (row-major weight, bias).
+    pub fn weights(&self) -> (&[f32], &[f32]) {
+        (&self.weight, &self.bias)
+    }
+
+    /// The same parameters with other metadata.
+    pub fn with_meta(&self, meta: HeadMeta) -> Result<Self, String> {
+        Self::new(self.weight.clone(), self.bias.clone(), meta)
+    }
+}

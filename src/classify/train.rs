@@ -1,0 +1,388 @@
+//! Training the linear head with candle-nn: softmax cross-entropy weighted for class
+//! balance, AdamW on the full batch, early stopping on the validation loss.
+
+use std::collections::HashMap;
+use std::path::{Path, PathBuf};
+
+use candle_core::{DType, Device, Tensor, Var, D};
+use candle_nn::{AdamW, Optimizer, ParamsAdamW};
+use sha2::{Digest, Sha256};
+
+use super::{evaluate, ClassifyError, EvalReport, HeadMeta, TierHead};
+
+#[derive(Debug, Clone)]
+pub struct TrainOptions {
+    pub max_epochs: usize,
+    pub learning_rate: f64,
+    pub weight_decay: f64,
+    /// Epochs without a better validation loss before stopping.
+    pub patience: usize,
+}
+
+impl Default for TrainOptions {
+    fn default() -> Self {
+        Self {
+            max_epochs: 3000,
+            learning_rate: 0.02,
+            weight_decay: 1e-4,
+            patience: 150,
+        }
+    }
+}
+
+#[derive(Debug, Clone)]
+pub struct TrainReport {
+    pub epochs_run: usize,
+    pub best_epoch: usize,
+    pub train_loss: f32,
+    pub val_loss: f32,
+    /// Argmax of the head on the validation split.
+    pub val: EvalReport,
+}
+
+fn to_matrix(rows: &[Vec<f32>], dim: usize) -> Result<Tensor, ClassifyError> {
+    let mut flat = Vec::with_capacity(rows.len() * dim);
+    for r in rows {
+        if r.len() != dim {
+            return Err(ClassifyError::Data(format!(
+                "embedding of dimension {} where {dim} was expected",
+                r.len()
+            )));
+        }
+        flat.extend_from_slice(r);
+    }
+    Ok(Tensor::from_vec(flat, (rows.len(), dim), &Device::Cpu)?)
+}
+
+/// Weighted mean negative log-likelihood.
+fn weighted_nll(
+    logits: &Tensor,
+    y: &Tensor,
+    sample_w: &Tensor,
+) -> Result<Tensor, candle_core::Error> {
+    let logp = candle_nn::ops::log_softmax(logits, D::Minus1)?;
+    let picked = logp.gather(&y.unsqueeze(1)?, 1)?.squeeze(1)?;
+    let total_w = sample_w.sum_all()?;
+    (picked * sample_w)?
+        .sum_all()?
+        .neg()?
+        .broadcast_div(&total_w)
+}
+
+/// Trains a head. `meta` supplies everything but the metrics, which are filled in.
+pub fn train_head(
+    train_x: &[Vec<f32>],
+    train_y: &[usize],
+    val_x: &[Vec<f32>],
+    val_y: &[usize],
+    mut meta: HeadMeta,
+    opts: &TrainOptions,
+    mut progress: impl FnMut(usize, f32, f32),
+) -> Result<(TierHead, TrainReport), ClassifyError> {
+    let classes = meta.labels.len();
+    let dim = meta.dim;
+    if train_x.is_empty() || val_x.is_empty() {
+        return Err(ClassifyError::Data(
+            "both the training and the validation split need examples".into(),
+        ));
+    }
+    // Class weights: n / (classes · count_c), so every tier weighs the same in the loss.
+    let mut counts = vec![0usize; classes];
+    for &y in train_y {
+        if y >= classes {
+            return Err(ClassifyError::Data(format!("label index {y} out of range")));
+        }
+        counts[y] += 1;
+    }
+    if let Some(c) = counts.iter().position(|&c| c == 0) {
+        return Err(ClassifyError::Data(format!(
+            "tier {} has no training examples",
+            meta.labels[c]
+        )));
+    }
+    let n = train_y.len() as f32;
+    let class_w: Vec<f32> = counts
+        .iter()
+        .map(|&c| n / (classes as f32 * c as f32))
+        .collect();
+    let weights_for = |ys: &[usize]| -> Result<Tensor, candle_core::Error> {
+        Tensor::from_vec(
+            ys.iter().map(|&y| class_w[y]).collect::<Vec<_>>(),
+            ys.len(),
+            &Device::Cpu,
+        )
+    };
+    let labels_for = |ys: &[usize]| -> Result<Tensor, candle_core::Error> {
+        Tensor::from_vec(
+            ys.iter().map(|&y| y as u32).collect::<Vec<_>>(),
+            ys.len(),
+            &Device::Cpu,
+        )
+    };
+    let xt = to_matrix(train_x, dim)?;
+    let yt = labels_for(train_y)?;
+    let wt = weights_for(train_y)?;
+    let xv = to_matrix(val_x, dim)?;
+    let yv = labels_for(val_y)?;
+    let wv = weights_for(val_y)?;
+
+    // Zero initialization: the problem is convex, and training is reproducible.
+    let w = Var::zeros((classes, dim), DType::F32, &Device::Cpu)?;
+    let b = Var::zeros(classes, DType::F32, &Device::Cpu)?;
+    let mut opt = AdamW::new(
+        vec![w.clone(), b.clone()],
+        ParamsAdamW {
+            lr: opts.learning_rate,
+            weight_decay: opts.weight_decay,
+            ..ParamsAdamW::default()
+        },
+    )?;
+    let forward = |x: &Tensor| -> Result<Tensor, candle_core::Error> {
+        x.matmul(&w.as_tensor().t()?)?.broadcast_add(b.as_tensor())
+    };
+    let mut best = (f32::INFINITY, 0usize, f32::INFINITY);
+    let mut best_w = w.as_tensor().copy()?;
+    let mut best_b = b.as_tensor().copy()?;
+    let mut epochs_run = 0;
+    for epoch in 1..=opts.max_epochs {
+        epochs_run = epoch;
+        let loss = weighted_nll(&forward(&xt)?, &yt, &wt)?;
+        opt.backward_step(&loss)?;
+        let train_loss = loss.to_scalar::<f32>()?;
+        let val_loss = weighted_nll(&forward(&xv)?, &yv, &wv)?.to_scalar::<f32>()?;
+        if val_loss < best.0 - 1e-6 {
+            best = (val_loss, epoch, train_loss);
+            best_w = w.as_tensor().copy()?;
+            best_b = b.as_tensor().copy()?;
+        }
+        if epoch % 25 == 0 || epoch == 1 {
+            progress(epoch, train_loss, val_loss);
+        }
+        if epoch - best.1 >= opts.patience {
+            break;
+        }
+    }
+    let weight = best_w.flatten_all()?.to_vec1::<f32>()?;
+    let bias = best_b.to_vec1::<f32>()?;
+    // Metrics of the head itself (argmax) on the validation split.
+    let head =
+        TierHead::new(weight.clone(), bias.clone(), meta.clone()).map_err(ClassifyError::Data)?;
+    let predicted: Vec<usize> = val_x.iter().map(|x| head.predict(x).tier).collect();
+    let val = evaluate(&meta.labels, val_y, &predicted);
+    meta.metrics = serde_json::json!({
+        "validation": &val,
+        "best_epoch": best.1,
+        "val_loss": best.0,
+        "train_loss": best.2,
+    });
+    let head = TierHead::new(weight, bias, meta).map_err(ClassifyError::Data)?;
+    Ok((
+        head,
+        TrainReport {
+            epochs_run,
+            best_epoch: best.1,
+            train_loss: best.2,
+            val_loss: best.0,
+            val,
+        },
+    ))
+}
+
+/// Embeddings of training texts, keyed by the text's sha256, so a re-run of
+/// `triage train` embeds only what changed. One file per embedding model.
+pub struct EmbeddingCache {
+    path: PathBuf,
+    dim: usize,
+    map: HashMap<[u8; 32], Vec<f32>>,
+    dirty: bool,
+}
+
+fn key(text: &str) -> [u8; 32] {
+    Sha256::digest(text.as_bytes()).into()
+}
+
+impl EmbeddingCache {
+    /// Opens (or starts) the cache for one model; a damaged file is started afresh.
+    pub fn open(dir: &Path, model_sha256: &str, max_tokens: usize, dim: usize) -> Self {
+        let short = model_sha256.get(..16).unwrap_or(model_sha256);
+        let path = dir.join(format!("embeddings-{short}-{max_tokens}.safetensors"));
+        let map = Self::read(&path, dim).unwrap_or_else(|e| {
+            if path.exists() {
+                tracing::warn!(path = %path.display(), error = %e, "embedding cache unreadable, starting afresh");
+            }
+            HashMap::new()
+        });
+        Self {
+            path,
+            dim,
+            map,
+            dirty: false,
+        }
+    }
+
+    fn read(path: &Path, dim: usize) -> Result<HashMap<[u8; 32], Vec<f32>>, candle_core::Error> {
+        let t = candle_core::safetensors::load(path, &Device::Cpu)?;
+        let (Some(keys), Some(vecs)) = (t.get("keys"), t.get("vectors")) else {
+            candle_core::bail!("missing tensors");
+        };
+        let keys = keys.to_vec2::<u8>()?;
+        let vecs = vecs.to_vec2::<f32>()?;
+        let mut map = HashMap::with_capacity(keys.len());
+        for (k, v) in keys.into_iter().zip(vecs) {
+            if k.len() == 32 && v.len() == dim {
+                let mut kk = [0u8; 32];
+                kk.copy_from_slice(&k);
+                map.insert(kk, v);
+            }
+        }
+        Ok(map)
+    }
+
+    pub fn len(&self) -> usize {
+        self.map.len()
+    }
+    pub fn is_empty(&self) -> bool {
+        self.map.is_empty()
+    }
+
+    pub fn get(&self, text: &str) -> Option<&Vec<f32>> {
+        self.map.get(&key(text))
+    }
+
+    pub fn insert(&mut self, text: &str, v: Vec<f32>) {
+        self.map.insert(key(text), v);
+        self.dirty = true;
+    }
+
+    pub fn save(&mut self) -> Result<(), ClassifyError> {
+        if !self.dirty {
+            return Ok(());
+        }
+        if let Some(dir) = self.path.parent() {
+            std::fs::create_dir_all(dir)?;
+        }
+        let n = self.map.len();
+        let mut keys = Vec::with_capacity(n * 32);
+        let mut vecs = Vec::with_capacity(n * self.dim);
+        for (k, v) in &self.map {
+            keys.extend_from_slice(k);
+            vecs.extend_from_slice(v);
+        }
+        let mut t = HashMap::new();
+        t.insert(
+            "keys".to_string(),
+            Tensor::from_vec(keys, (n, 32), &Device::Cpu)?,
+        );
+        t.insert(
+            "vectors".to_string(),
+            Tensor::from_vec(vecs, (n, self.dim), &Device::Cpu)?,
+        );
+        let tmp = self.path.with_extension("tmp");
+        candle_core::safetensors::save(&t, &tmp)?;
+        std::fs::rename(&tmp, &self.path)?;
+        self.dirty = false;
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn meta(dim: usize) -> HeadMeta {
+        HeadMeta {
+            labels: vec!["A".into(), "B".into(), "C".into()],
+            embedding_model: "m".into(),
+            embedding_sha256: "s".into(),
+            dim,
+            max_tokens: 256,
+            training_data_sha256: "d".into(),
+            train_examples: 0,
+            validation_examples: 0,
+            metrics: serde_json::Value::Null,
+            created: String::new(),
+        }
+    }
+
+    /// Three separable clusters with noise: training must learn them.
+    #[test]
+    fn learns_separable_clusters() {
+        let mut seed = 7u64;
+        let mut rnd = || {
+            seed = seed
+                .wrapping_mul(6364136223846793005)
+                .wrapping_add(1442695040888963407);
+            ((seed >> 33) as f32 / (1u64 << 31) as f32) - 0.5
+        };
+        let dim = 8;
+        let mut make = |n: usize| {
+            let mut xs = Vec::new();
+            let mut ys = Vec::new();
+            for i in 0..n {
+                let c = i % 3;
+                let mut v: Vec<f32> = (0..dim).map(|_| rnd() * 0.5).collect();
+                v[c] += 1.0;
+                xs.push(v);
+                ys.push(c);
+            }
+            (xs, ys)
+        };
+        let (tx, ty) = make(300);
+        let (vx, vy) = make(90);
+        let (head, report) = train_head(
+            &tx,
+            &ty,
+            &vx,
+            &vy,
+            meta(dim),
+            &TrainOptions::default(),
+            |_, _, _| {},
+        )
+        .unwrap();
+        assert!(report.val.accuracy > 0.95, "{}", report.val.render());
+        assert_eq!(
+            head.predict(&[0.0, 0.0, 1.0, 0.0, 0.0, 0.0, 0.0, 0.0]).tier,
+            2
+        );
+        assert!(
+            head.meta().metrics["validation"]["accuracy"]
+                .as_f64()
+                .unwrap()
+                > 0.95
+        );
+    }
+
+    #[test]
+    fn missing_class_is_an_error() {
+        let x = vec![vec![1.0, 0.0]; 4];
+        let y = vec![0, 1, 0, 1];
+        let err = train_head(
+            &x,
+            &y,
+            &x,
+            &y,
+            meta(2),
+            &TrainOptions::default(),
+            |_, _, _| {},
+        )
+        .err()
+        .unwrap()
+        .to_string();
+        assert!(err.contains("C"), "{err}");
+    }
+
+    #[test]
+    fn embedding_cache_roundtrip() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut c = EmbeddingCache::open(dir.path(), "abcdef0123456789ff", 256, 2);
+        assert!(c.is_empty());
+        c.insert("hello", vec![1.0, 2.0]);
+        c.save().unwrap();
+        let c2 = EmbeddingCache::open(dir.path(), "abcdef0123456789ff", 256, 2);
+        assert_eq!(c2.get("hello"), Some(&vec![1.0, 2.0]));
+        assert!(c2.get("other").is_none());
+        // Another model gets another file.
+        let c3 = EmbeddingCache::open(dir.path(), "0000000000000000", 256, 2);
+        assert!(c3.is_empty());
+    }
+}

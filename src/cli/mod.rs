@@ -1,0 +1,122 @@
+//! Command-line parsing and the commands themselves. The only place that prints.
+
+mod model;
+mod route;
+mod train;
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use clap::{Args, Parser, Subcommand};
+use triage::config::Config;
+
+#[derive(Parser, Debug)]
+#[command(
+    name = "triage",
+    version,
+    about = "Routes LLM requests to the cheapest model that can handle them"
+)]
+pub struct Cli {
+    #[command(flatten)]
+    pub global: Global,
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+#[derive(Args, Debug, Clone)]
+pub struct Global {
+    /// Config file (TOML). Without it, built-in defaults are used.
+    #[arg(long, short = 'c', global = true, env = "TRIAGE_CONFIG")]
+    pub config: Option<PathBuf>,
+    /// Inference threads (default: all cores).
+    #[arg(long, global = true, env = "TRIAGE_THREADS")]
+    pub threads: Option<usize>,
+    /// Inference device: cpu, cuda, cuda:N, metal (overrides embed.device).
+    #[arg(long, global = true)]
+    pub device: Option<String>,
+    /// Data directory (decision log, caches); overrides `data_dir` and TRIAGE_DATA_DIR.
+    #[arg(long, global = true)]
+    pub data_dir: Option<PathBuf>,
+    /// Log filter, e.g. `info`, `triage=debug` (also RUST_LOG).
+    #[arg(long, global = true, default_value = "warn")]
+    pub log: String,
+}
+
+#[derive(Subcommand, Debug)]
+pub enum Command {
+    /// Print the routing decision for each text.
+    Route(route::RouteArgs),
+    /// Train the tier head on labeled requests.
+    Train(train::TrainArgs),
+    /// Evaluate the tier head on a labeled JSONL file.
+    Eval(train::EvalArgs),
+    /// Manage embedding models.
+    #[command(subcommand)]
+    Model(model::ModelCommand),
+}
+
+pub fn main() -> ExitCode {
+    let cli = Cli::parse();
+    init_tracing(&cli.global.log);
+    if let Some(n) = cli.global.threads {
+        set_threads(n);
+    }
+    let result = match cli.command {
+        Command::Route(a) => route::run(&cli.global, a),
+        Command::Train(a) => train::run_train(&cli.global, a),
+        Command::Eval(a) => train::run_eval(&cli.global, a),
+        Command::Model(c) => model::run(c),
+    };
+    match result {
+        Ok(code) => code,
+        Err(e) => {
+            eprintln!("error: {e:#}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+fn init_tracing(filter: &str) {
+    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(filter));
+    let _ = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr)
+        .try_init();
+}
+
+/// Inference threads: candle's gemm and the rayon pool read these before first use.
+fn set_threads(n: usize) {
+    let n = n.max(1).to_string();
+    std::env::set_var("RAYON_NUM_THREADS", &n);
+    std::env::set_var("CANDLE_NUM_THREADS", &n);
+}
+
+/// The config file, or defaults; `--device` overrides the file.
+pub fn load_config(g: &Global) -> anyhow::Result<Config> {
+    let mut cfg = match &g.config {
+        Some(p) => Config::load(p)?,
+        None => Config::default(),
+    };
+    if let Some(d) = &g.device {
+        cfg.embed.device = d.clone();
+        triage::embed::parse_device(d).map_err(|e| anyhow::anyhow!("--device: {e}"))?;
+    }
+    Ok(cfg)
+}
+
+/// `--data-dir`, else `TRIAGE_DATA_DIR`, else the config's `data_dir`, else ./triage-data.
+pub fn data_dir(g: &Global, cfg: &Config) -> PathBuf {
+    if let Some(d) = &g.data_dir {
+        return d.clone();
+    }
+    if let Ok(d) = std::env::var("TRIAGE_DATA_DIR") {
+        if !d.is_empty() {
+            return PathBuf::from(d);
+        }
+    }
+    match &cfg.data_dir {
+        Some(d) => cfg.resolve(&d.to_string_lossy()),
+        None => PathBuf::from("triage-data"),
+    }
+}

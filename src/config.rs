@@ -1,0 +1,515 @@
+//! TOML configuration: schema, defaults and validation.
+//!
+//! Every section rejects unknown keys. Errors name the file and the offending key.
+//! Secrets never live in the file: only the *names* of environment variables do.
+
+use std::collections::{BTreeMap, HashSet};
+use std::path::{Path, PathBuf};
+
+use serde::{Deserialize, Serialize};
+
+/// Tier names the default head is trained with; the head's metadata is the source of truth
+/// at run time, this list only seeds the built-in routing table.
+pub const DEFAULT_TIERS: [&str; 3] = ["SIMPLE", "MODERATE", "COMPLEX"];
+
+#[derive(Debug, thiserror::Error)]
+pub enum ConfigError {
+    #[error("cannot read config file {path}: {source}")]
+    Read {
+        path: PathBuf,
+        source: std::io::Error,
+    },
+    #[error("{path}: {message}")]
+    Parse { path: PathBuf, message: String },
+    #[error("{path}: invalid value for `{key}`: {message}")]
+    Invalid {
+        path: PathBuf,
+        key: String,
+        message: String,
+    },
+}
+
+#[derive(Debug, Clone, Deserialize, Serialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct Config {
+    pub server: ServerConfig,
+    pub embed: EmbedConfig,
+    pub router: RouterConfig,
+    pub upstreams: Vec<UpstreamConfig>,
+    pub models: Vec<ModelConfig>,
+    /// Where serve/report/retrain keep their state (decision log, cache snapshot).
+    pub data_dir: Option<PathBuf>,
+    /// Directory the config file was read from; relative paths resolve against it.
+    #[serde(skip)]
+    pub base_dir: Option<PathBuf>,
+    #[serde(skip)]
+    pub source: Option<PathBuf>,
+}
+
+impl Default for Config {
+    fn default() -> Self {
+        Self {
+            server: ServerConfig::default(),
+            embed: EmbedConfig::default(),
+            router: RouterConfig::default(),
+            upstreams: Vec::new(),
+            models: Vec::new(),
+            data_dir: None,
+            base_dir: None,
+            source: None,
+        }
+    }
+}
+
+#[derive(Debug, Clone, Deserialize, Serialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct ServerConfig {
+    pub listen: String,
+    /// Largest accepted request body in bytes (413 above it).
+    pub max_body_bytes: usize,
+    /// Client keys: each has a name (the endpoint it is accounted under) and the
+    /// environment variable holding the secret. Empty = no client auth.
+    pub api_keys: Vec<ApiKeyConfig>,
+    /// Environment variable holding the admin key for /admin endpoints.
+    pub admin_key_env: Option<String>,
+    /// Seconds SIGTERM waits for in-flight requests before exiting.
+    pub shutdown_grace_secs: u64,
+    /// Conversations remembered for sticky tiers.
+    pub sticky_conversations: usize,
+    /// Seconds a conversation's tier is remembered after its last request.
+    pub sticky_ttl_secs: u64,
+}
+
+impl Default for ServerConfig {
+    fn default() -> Self {
+        Self {
+            listen: "127.0.0.1:8080".into(),
+            max_body_bytes: 4 * 1024 * 1024,
+            api_keys: Vec::new(),
+            admin_key_env: None,
+            shutdown_grace_secs: 30,
+            sticky_conversations: 100_000,
+            sticky_ttl_secs: 6 * 3600,
+        }
+    }
+}
+
+#[derive(Debug, Clone, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct ApiKeyConfig {
+    pub name: String,
+    pub key_env: String,
+}
+
+#[derive(Debug, Clone, Deserialize, Serialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct EmbedConfig {
+    /// Local directory or a Hugging Face hub id.
+    pub model: String,
+    /// `cpu`, `cuda`, `cuda:N` or `metal`.
+    pub device: String,
+    /// Word-piece tokens kept per input (the model was trained at 256).
+    pub max_tokens: usize,
+    /// Largest batch the embedding worker runs at once.
+    pub max_batch: usize,
+    /// Requests that may wait for the embedding worker before 503.
+    pub queue_capacity: usize,
+    /// Embedding worker threads (each runs whole batches).
+    pub workers: usize,
+}
+
+impl Default for EmbedConfig {
+    fn default() -> Self {
+        Self {
+            model: crate::embed::DEFAULT_MODEL_DIR.into(),
+            device: "cpu".into(),
+            max_tokens: 256,
+            max_batch: 32,
+            queue_capacity: 1024,
+            workers: 1,
+        }
+    }
+}
+
+#[derive(Debug, Clone, Deserialize, Serialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct RouterConfig {
+    /// Path of the tier head (safetensors; metadata in the `.json` beside it).
+    pub head: String,
+    /// Tier name → ordered model list: the first is used, the rest are fallbacks.
+    pub tiers: BTreeMap<String, Vec<String>>,
+    /// Below this top probability the request goes one tier up.
+    pub min_confidence: f32,
+    /// Model names that mean "route this".
+    pub aliases: Vec<String>,
+    /// Whether a configured concrete model name passes through unrouted.
+    pub allow_passthrough: bool,
+}
+
+impl Default for RouterConfig {
+    fn default() -> Self {
+        let tiers = [
+            ("SIMPLE", "gpt-4o-mini"),
+            ("MODERATE", "gpt-4.1-mini"),
+            ("COMPLEX", "gpt-4.1"),
+        ]
+        .into_iter()
+        .map(|(t, m)| (t.to_string(), vec![m.to_string()]))
+        .collect();
+        Self {
+            head: crate::classify::DEFAULT_HEAD_PATH.into(),
+            tiers,
+            min_confidence: 0.5,
+            aliases: vec!["auto".into()],
+            allow_passthrough: true,
+        }
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum UpstreamKind {
+    Openai,
+    Anthropic,
+}
+
+#[derive(Debug, Clone, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct UpstreamConfig {
+    pub name: String,
+    pub kind: UpstreamKind,
+    pub base_url: String,
+    /// Environment variable holding the API key (never the key itself).
+    #[serde(default)]
+    pub api_key_env: Option<String>,
+    /// Seconds to establish a connection.
+    #[serde(default = "default_connect_timeout")]
+    pub connect_timeout_secs: f64,
+    /// Seconds one attempt may take until the response headers (and, when not
+    /// streaming, the whole body) arrive.
+    #[serde(default = "default_request_timeout")]
+    pub request_timeout_secs: f64,
+    /// Retries after the first attempt, on connect errors, 429 and 5xx.
+    #[serde(default = "default_retries")]
+    pub max_retries: u32,
+    /// Base of the exponential backoff, in milliseconds.
+    #[serde(default = "default_backoff_ms")]
+    pub backoff_base_ms: u64,
+    /// Longest single backoff sleep (also caps Retry-After), in milliseconds.
+    #[serde(default = "default_backoff_max_ms")]
+    pub backoff_max_ms: u64,
+    /// Anthropic API version header.
+    #[serde(default)]
+    pub anthropic_version: Option<String>,
+}
+
+fn default_connect_timeout() -> f64 {
+    5.0
+}
+fn default_request_timeout() -> f64 {
+    120.0
+}
+fn default_retries() -> u32 {
+    2
+}
+fn default_backoff_ms() -> u64 {
+    250
+}
+fn default_backoff_max_ms() -> u64 {
+    8_000
+}
+
+#[derive(Debug, Clone, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct ModelConfig {
+    /// Name clients and the routing table use.
+    pub name: String,
+    /// Upstream (by name) that serves it.
+    pub upstream: String,
+    /// Model id sent upstream (defaults to `name`).
+    #[serde(default)]
+    pub upstream_model: Option<String>,
+}
+
+impl ModelConfig {
+    pub fn upstream_model(&self) -> &str {
+        self.upstream_model.as_deref().unwrap_or(&self.name)
+    }
+}
+
+/// Overall deadline across retries and fallbacks for one request.
+pub const DEFAULT_OVERALL_DEADLINE_SECS: f64 = 300.0;
+
+impl Config {
+    /// Reads and validates a config file.
+    pub fn load(path: &Path) -> Result<Self, ConfigError> {
+        let text = std::fs::read_to_string(path).map_err(|source| ConfigError::Read {
+            path: path.to_path_buf(),
+            source,
+        })?;
+        let mut cfg = Self::parse(&text, path)?;
+        cfg.base_dir = path.parent().map(Path::to_path_buf);
+        cfg.source = Some(path.to_path_buf());
+        Ok(cfg)
+    }
+
+    pub fn parse(text: &str, path: &Path) -> Result<Self, ConfigError> {
+        let cfg: Config = toml::from_str(text).map_err(|e| ConfigError::Parse {
+            path: path.to_path_buf(),
+            message: describe_toml_error(&e),
+        })?;
+        cfg.validate(path)?;
+        Ok(cfg)
+    }
+
+    /// Checks cross-references and ranges; every error names its key.
+    pub fn validate(&self, path: &Path) -> Result<(), ConfigError> {
+        let bad = |key: &str, message: String| ConfigError::Invalid {
+            path: path.to_path_buf(),
+            key: key.to_string(),
+            message,
+        };
+        if self.server.listen.parse::<std::net::SocketAddr>().is_err() {
+            return Err(bad(
+                "server.listen",
+                format!(
+                    "`{}` is not an address like 127.0.0.1:8080",
+                    self.server.listen
+                ),
+            ));
+        }
+        if self.server.max_body_bytes < 1024 {
+            return Err(bad("server.max_body_bytes", "must be at least 1024".into()));
+        }
+        let mut key_names = HashSet::new();
+        for (i, k) in self.server.api_keys.iter().enumerate() {
+            if !is_identifier(&k.name) {
+                return Err(bad(
+                    &format!("server.api_keys[{i}].name"),
+                    "use letters, digits, '-', '_' or '.' (at most 64)".into(),
+                ));
+            }
+            if !key_names.insert(&k.name) {
+                return Err(bad(
+                    &format!("server.api_keys[{i}].name"),
+                    format!("duplicate key name `{}`", k.name),
+                ));
+            }
+            if k.key_env.trim().is_empty() {
+                return Err(bad(
+                    &format!("server.api_keys[{i}].key_env"),
+                    "must name an environment variable".into(),
+                ));
+            }
+        }
+        if self.embed.max_tokens < 8 || self.embed.max_tokens > 8192 {
+            return Err(bad("embed.max_tokens", "must be between 8 and 8192".into()));
+        }
+        if self.embed.max_batch == 0 {
+            return Err(bad("embed.max_batch", "must be at least 1".into()));
+        }
+        if self.embed.queue_capacity == 0 {
+            return Err(bad("embed.queue_capacity", "must be at least 1".into()));
+        }
+        if self.embed.workers == 0 {
+            return Err(bad("embed.workers", "must be at least 1".into()));
+        }
+        crate::embed::parse_device(&self.embed.device).map_err(|e| bad("embed.device", e))?;
+        if !(0.0..=1.0).contains(&self.router.min_confidence) {
+            return Err(bad(
+                "router.min_confidence",
+                "must be between 0 and 1".into(),
+            ));
+        }
+        if self.router.aliases.is_empty() {
+            return Err(bad("router.aliases", "needs at least one alias".into()));
+        }
+        let mut upstream_names = HashSet::new();
+        for (i, u) in self.upstreams.iter().enumerate() {
+            if !upstream_names.insert(u.name.as_str()) {
+                return Err(bad(
+                    &format!("upstreams[{i}].name"),
+                    format!("duplicate upstream `{}`", u.name),
+                ));
+            }
+            if !(u.base_url.starts_with("http://") || u.base_url.starts_with("https://")) {
+                return Err(bad(
+                    &format!("upstreams[{i}].base_url"),
+                    "must start with http:// or https://".into(),
+                ));
+            }
+            for (key, v) in [
+                ("connect_timeout_secs", u.connect_timeout_secs),
+                ("request_timeout_secs", u.request_timeout_secs),
+            ] {
+                if !(v > 0.0 && v.is_finite()) {
+                    return Err(bad(
+                        &format!("upstreams[{i}].{key}"),
+                        "must be a positive number of seconds".into(),
+                    ));
+                }
+            }
+        }
+        let mut model_names = HashSet::new();
+        for (i, m) in self.models.iter().enumerate() {
+            if !model_names.insert(m.name.as_str()) {
+                return Err(bad(
+                    &format!("models[{i}].name"),
+                    format!("duplicate model `{}`", m.name),
+                ));
+            }
+            if self.router.aliases.contains(&m.name) {
+                return Err(bad(
+                    &format!("models[{i}].name"),
+                    format!("`{}` is also a routing alias", m.name),
+                ));
+            }
+            if !upstream_names.contains(m.upstream.as_str()) {
+                return Err(bad(
+                    &format!("models[{i}].upstream"),
+                    format!("no [[upstreams]] entry is named `{}`", m.upstream),
+                ));
+            }
+        }
+        for (tier, list) in &self.router.tiers {
+            let key = format!("router.tiers.{tier}");
+            if list.is_empty() {
+                return Err(bad(&key, "needs at least one model".into()));
+            }
+            // With upstreams configured every routed model must be servable.
+            if !self.models.is_empty() {
+                for m in list {
+                    if !model_names.contains(m.as_str()) {
+                        return Err(bad(
+                            &key,
+                            format!("model `{m}` is not defined in [[models]]"),
+                        ));
+                    }
+                }
+            }
+        }
+        Ok(())
+    }
+
+    /// Resolves a path from the config against the config file's directory.
+    pub fn resolve(&self, p: &str) -> PathBuf {
+        let path = PathBuf::from(p);
+        if path.is_absolute() {
+            return path;
+        }
+        match &self.base_dir {
+            Some(dir) => dir.join(path),
+            None => path,
+        }
+    }
+
+    pub fn model(&self, name: &str) -> Option<&ModelConfig> {
+        self.models.iter().find(|m| m.name == name)
+    }
+
+    pub fn upstream(&self, name: &str) -> Option<&UpstreamConfig> {
+        self.upstreams.iter().find(|u| u.name == name)
+    }
+}
+
+/// Names that end up in metrics labels and logs: short and plain.
+pub fn is_identifier(s: &str) -> bool {
+    !s.is_empty()
+        && s.len() <= 64
+        && s.chars()
+            .all(|c| c.is_ascii_alphanumeric() || matches!(c, '-' | '_' | '.'))
+}
+
+fn describe_toml_error(e: &toml::de::Error) -> String {
+    // toml's message already names the unknown/missing key and the line.
+    e.to_string().trim().replace('\n', " ")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn parse(s: &str) -> Result<Config, ConfigError> {
+        Config::parse(s, Path::new("t.toml"))
+    }
+
+    #[test]
+    fn empty_config_is_valid_with_defaults() {
+        let c = parse("").unwrap();
+        assert_eq!(c.server.listen, "127.0.0.1:8080");
+        assert_eq!(c.router.tiers.len(), 3);
+        assert_eq!(c.embed.max_tokens, 256);
+    }
+
+    #[test]
+    fn unknown_key_is_named() {
+        let err = parse("[server]\nlisten = \"127.0.0.1:1\"\nlistne = 3\n")
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("listne"), "{err}");
+        assert!(err.contains("t.toml"), "{err}");
+    }
+
+    #[test]
+    fn model_must_reference_known_upstream() {
+        let err = parse(
+            r#"
+[[upstreams]]
+name = "openai"
+kind = "openai"
+base_url = "https://api.openai.com/v1"
+[[models]]
+name = "gpt-4o-mini"
+upstream = "opnai"
+"#,
+        )
+        .unwrap_err()
+        .to_string();
+        assert!(err.contains("models[0].upstream"), "{err}");
+        assert!(err.contains("opnai"), "{err}");
+    }
+
+    #[test]
+    fn routed_models_must_be_defined_when_models_exist() {
+        let err = parse(
+            r#"
+[router.tiers]
+SIMPLE = ["cheap"]
+MODERATE = ["mid"]
+COMPLEX = ["nope"]
+[[upstreams]]
+name = "u"
+kind = "openai"
+base_url = "http://127.0.0.1:1"
+[[models]]
+name = "cheap"
+upstream = "u"
+[[models]]
+name = "mid"
+upstream = "u"
+"#,
+        )
+        .unwrap_err()
+        .to_string();
+        assert!(err.contains("router.tiers.COMPLEX"), "{err}");
+    }
+
+    #[test]
+    fn bad_values_name_their_key() {
+        for (toml, key) in [
+            ("[server]\nlisten = \"nowhere\"", "server.listen"),
+            ("[router]\nmin_confidence = 1.5", "router.min_confidence"),
+            ("[embed]\ndevice = \"tpu\"", "embed.device"),
+            ("[embed]\nmax_batch = 0", "embed.max_batch"),
+        ] {
+            let err = parse(toml).unwrap_err().to_string();
+            assert!(err.contains(key), "{toml}: {err}");
+        }
+    }
+
+    #[test]
+    fn example_config_parses() {
+        let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("triage.example.toml");
+        Config::load(&path).unwrap();
+    }
+}

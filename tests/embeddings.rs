@@ -1,0 +1,99 @@
+//! The shipped f16 model, run by triage, against sentence-transformers' reference
+//! vectors from the original f32 weights (tests/fixtures/reference/).
+
+use std::path::PathBuf;
+
+use triage::embed::{cosine, DeviceSpec, EmbedOptions, Embedder};
+
+#[derive(serde::Deserialize)]
+struct Reference {
+    max_seq_length: usize,
+    items: Vec<Item>,
+}
+
+#[derive(serde::Deserialize)]
+struct Item {
+    text: String,
+    token_count: usize,
+    embedding: Vec<f32>,
+}
+
+fn root() -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+}
+
+fn load() -> (Embedder, Reference) {
+    let reference: Reference = serde_json::from_slice(
+        &std::fs::read(root().join("tests/fixtures/reference/embeddings.json")).unwrap(),
+    )
+    .unwrap();
+    let embedder = Embedder::load(&EmbedOptions {
+        model: root()
+            .join("models/all-MiniLM-L6-v2")
+            .to_string_lossy()
+            .into(),
+        device: DeviceSpec::Cpu,
+        max_tokens: reference.max_seq_length,
+    })
+    .unwrap();
+    (embedder, reference)
+}
+
+#[test]
+fn matches_sentence_transformers_reference() {
+    let (embedder, reference) = load();
+    assert!(reference.items.len() >= 20);
+    assert_eq!(embedder.dim(), 384);
+    // One at a time (no padding) and as one padded batch: both must match.
+    let texts: Vec<&str> = reference.items.iter().map(|i| i.text.as_str()).collect();
+    let (batch, _) = embedder.embed(&texts).unwrap();
+    let mut worst = 1.0f32;
+    for (item, batched) in reference.items.iter().zip(&batch) {
+        let (single, _) = embedder.embed_one(&item.text).unwrap();
+        let c1 = cosine(&single, &item.embedding);
+        let c2 = cosine(batched, &item.embedding);
+        assert!(c1 >= 0.9999, "{:?}: cosine {c1}", item.text);
+        assert!(c2 >= 0.9999, "{:?} (batched): cosine {c2}", item.text);
+        let norm: f32 = single.iter().map(|x| x * x).sum::<f32>().sqrt();
+        assert!((norm - 1.0).abs() < 1e-4, "{:?}: norm {norm}", item.text);
+        assert_eq!(
+            embedder.count_tokens(&item.text).unwrap(),
+            item.token_count,
+            "{:?}: token count differs (truncation?)",
+            item.text
+        );
+        worst = worst.min(c1).min(c2);
+    }
+    eprintln!("worst cosine to reference: {worst}");
+}
+
+#[test]
+fn paraphrases_score_far_above_unrelated() {
+    let (embedder, _) = load();
+    let e = |t: &str| embedder.embed_one(t).unwrap().0;
+    let a = e("How do I reset my password?");
+    let b = e("I forgot my password");
+    let c = e("The stock market fell sharply on Tuesday");
+    let para = cosine(&a, &b);
+    let unrelated = cosine(&a, &c);
+    assert!(para > 0.7, "paraphrase cosine {para}");
+    assert!(unrelated < 0.2, "unrelated cosine {unrelated}");
+    assert!(para - unrelated > 0.5);
+}
+
+#[test]
+fn long_input_is_truncated_not_rejected() {
+    let (embedder, _) = load();
+    let long = "word ".repeat(2000);
+    assert_eq!(embedder.count_tokens(&long).unwrap(), 256);
+    let (v, _) = embedder.embed_one(&long).unwrap();
+    assert_eq!(v.len(), 384);
+    assert!(v.iter().all(|x| x.is_finite()));
+}
+
+#[test]
+fn empty_batch_is_empty() {
+    let (embedder, _) = load();
+    let (v, _) = embedder.embed::<&str>(&[]).unwrap();
+    assert!(v.is_empty());
+}
