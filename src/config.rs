@@ -29,7 +29,7 @@ pub enum ConfigError {
     },
 }
 
-#[derive(Debug, Clone, Deserialize, Serialize)]
+#[derive(Debug, Clone, Default, Deserialize, Serialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct Config {
     pub server: ServerConfig,
@@ -44,21 +44,6 @@ pub struct Config {
     pub base_dir: Option<PathBuf>,
     #[serde(skip)]
     pub source: Option<PathBuf>,
-}
-
-impl Default for Config {
-    fn default() -> Self {
-        Self {
-            server: ServerConfig::default(),
-            embed: EmbedConfig::default(),
-            router: RouterConfig::default(),
-            upstreams: Vec::new(),
-            models: Vec::new(),
-            data_dir: None,
-            base_dir: None,
-            source: None,
-        }
-    }
 }
 
 #[derive(Debug, Clone, Deserialize, Serialize)]
@@ -78,6 +63,8 @@ pub struct ServerConfig {
     pub sticky_conversations: usize,
     /// Seconds a conversation's tier is remembered after its last request.
     pub sticky_ttl_secs: u64,
+    /// Overall deadline for one request across retries and fallbacks, in seconds.
+    pub request_deadline_secs: f64,
 }
 
 impl Default for ServerConfig {
@@ -90,6 +77,7 @@ impl Default for ServerConfig {
             shutdown_grace_secs: 30,
             sticky_conversations: 100_000,
             sticky_ttl_secs: 6 * 3600,
+            request_deadline_secs: 300.0,
         }
     }
 }
@@ -237,9 +225,6 @@ impl ModelConfig {
     }
 }
 
-/// Overall deadline across retries and fallbacks for one request.
-pub const DEFAULT_OVERALL_DEADLINE_SECS: f64 = 300.0;
-
 impl Config {
     /// Reads and validates a config file.
     pub fn load(path: &Path) -> Result<Self, ConfigError> {
@@ -280,6 +265,14 @@ impl Config {
         }
         if self.server.max_body_bytes < 1024 {
             return Err(bad("server.max_body_bytes", "must be at least 1024".into()));
+        }
+        if !(self.server.request_deadline_secs > 0.0
+            && self.server.request_deadline_secs.is_finite())
+        {
+            return Err(bad(
+                "server.request_deadline_secs",
+                "must be a positive number of seconds".into(),
+            ));
         }
         let mut key_names = HashSet::new();
         for (i, k) in self.server.api_keys.iter().enumerate() {

@@ -5,3 +5,6 @@ pub mod classify;
 pub mod config;
 pub mod embed;
 pub mod engine;
+pub mod pipeline;
+pub mod server;
+pub mod upstream;

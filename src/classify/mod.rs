@@ -22,18 +22,9 @@ pub const DEFAULT_HEAD_PATH: &str = "models/tier-head.safetensors";
 pub enum ClassifyError {
     #[error("tier head {path}: {message}")]
     BadHead { path: PathBuf, message: String },
-    #[error(
-        "tier head {path} was trained on embeddings of `{head_model}` (weights sha256 {head_sha}), \
-         but the loaded embedding model is `{loaded_model}` (sha256 {loaded_sha}); retrain the \
-         head with `triage train` or load the model it was trained with"
-    )]
-    ModelMismatch {
-        path: PathBuf,
-        head_model: String,
-        head_sha: String,
-        loaded_model: String,
-        loaded_sha: String,
-    },
+    /// The head was trained on another embedding model's vectors.
+    #[error("{0}")]
+    ModelMismatch(String),
     #[error("training data: {0}")]
     Data(String),
     #[error("training: {0}")]
@@ -179,13 +170,15 @@ impl TierHead {
         dim: usize,
     ) -> Result<(), ClassifyError> {
         if self.meta.embedding_sha256 != weights_sha256 || self.meta.dim != dim {
-            return Err(ClassifyError::ModelMismatch {
-                path: path.to_path_buf(),
-                head_model: self.meta.embedding_model.clone(),
-                head_sha: self.meta.embedding_sha256.clone(),
-                loaded_model: model_id.to_string(),
-                loaded_sha: weights_sha256.to_string(),
-            });
+            return Err(ClassifyError::ModelMismatch(format!(
+                "tier head {} was trained on embeddings of `{}` (weights sha256 {}, dimension {}), \
+                 but the loaded embedding model is `{model_id}` (sha256 {weights_sha256}, dimension \
+                 {dim}); retrain the head with `triage train` or load the model it was trained with",
+                path.display(),
+                self.meta.embedding_model,
+                self.meta.embedding_sha256,
+                self.meta.dim,
+            )));
         }
         Ok(())
     }

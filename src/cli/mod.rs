@@ -2,6 +2,7 @@
 
 mod model;
 mod route;
+mod serve;
 mod train;
 
 use std::path::PathBuf;
@@ -50,6 +51,8 @@ pub enum Command {
     Train(train::TrainArgs),
     /// Evaluate the tier head on a labeled JSONL file.
     Eval(train::EvalArgs),
+    /// Run the sidecar: an OpenAI-compatible proxy that routes each request.
+    Serve(serve::ServeArgs),
     /// Manage embedding models.
     #[command(subcommand)]
     Model(model::ModelCommand),
@@ -65,6 +68,7 @@ pub fn main() -> ExitCode {
         Command::Route(a) => route::run(&cli.global, a),
         Command::Train(a) => train::run_train(&cli.global, a),
         Command::Eval(a) => train::run_eval(&cli.global, a),
+        Command::Serve(a) => serve::run(&cli.global, a),
         Command::Model(c) => model::run(c),
     };
     match result {

@@ -1,0 +1,90 @@
+//! `triage serve`: the sidecar.
+
+use std::process::ExitCode;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use clap::Args;
+use triage::embed::EmbedPool;
+use triage::engine::Engine;
+use triage::pipeline::Pipeline;
+use triage::server::{serve, AppState};
+
+#[derive(Args, Debug)]
+pub struct ServeArgs {
+    /// Address to listen on (overrides server.listen).
+    #[arg(long)]
+    pub listen: Option<String>,
+    /// Answer every request with its routing decision instead of calling upstream.
+    #[arg(long)]
+    pub dry_run: bool,
+}
+
+pub fn run(g: &super::Global, a: ServeArgs) -> anyhow::Result<ExitCode> {
+    let started = Instant::now();
+    let mut cfg = super::load_config(g)?;
+    if let Some(l) = a.listen {
+        cfg.server.listen = l;
+        cfg.validate(cfg.source.as_deref().unwrap_or("--listen".as_ref()))?;
+    }
+    let engine = Engine::load(&cfg)?;
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .thread_name("triage-io")
+        .build()?;
+    rt.block_on(async move {
+        let pool = EmbedPool::start(
+            engine.embedder.clone(),
+            cfg.embed.workers,
+            cfg.embed.max_batch,
+            cfg.embed.queue_capacity,
+        );
+        let cfg = Arc::new(cfg);
+        let pipeline = Arc::new(
+            Pipeline::new(cfg.clone(), pool, engine.head.clone(), a.dry_run)
+                .map_err(anyhow::Error::msg)?,
+        );
+        let state = Arc::new(AppState::new(pipeline).map_err(anyhow::Error::msg)?);
+        let listener = tokio::net::TcpListener::bind(&cfg.server.listen).await?;
+        let addr = listener.local_addr()?;
+        tracing::info!(%addr, dry_run = a.dry_run, ready_ms = started.elapsed().as_millis() as u64, "triage listening");
+        eprintln!(
+            "triage listening on http://{addr}{} (ready in {} ms)",
+            if a.dry_run { " [dry run: no upstream calls]" } else { "" },
+            started.elapsed().as_millis()
+        );
+        serve(
+            listener,
+            state,
+            shutdown_signal(),
+            Duration::from_secs(cfg.server.shutdown_grace_secs),
+        )
+        .await?;
+        eprintln!("triage stopped");
+        Ok::<_, anyhow::Error>(())
+    })?;
+    Ok(ExitCode::SUCCESS)
+}
+
+/// SIGTERM or Ctrl-C.
+async fn shutdown_signal() {
+    let ctrl_c = async {
+        let _ = tokio::signal::ctrl_c().await;
+    };
+    #[cfg(unix)]
+    let term = async {
+        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            Ok(mut s) => {
+                s.recv().await;
+            }
+            Err(_) => std::future::pending::<()>().await,
+        }
+    };
+    #[cfg(not(unix))]
+    let term = std::future::pending::<()>();
+    tokio::select! {
+        _ = ctrl_c => {},
+        _ = term => {},
+    }
+    tracing::info!("shutdown signal received; draining in-flight requests");
+}

@@ -1,0 +1,743 @@
+//! One request, start to end: parse and validate, resolve the model (route or pass
+//! through), embed the routed text on the worker pool, classify, apply the policy
+//! (confidence, sticky conversations), forward upstream with retries and fallbacks,
+//! and hand the reply to the server with the decision attached.
+
+use std::num::NonZeroUsize;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use bytes::Bytes;
+use parking_lot::Mutex;
+use serde::Serialize;
+use serde_json::{json, Value};
+use sha2::{Digest, Sha256};
+use tokio::sync::mpsc;
+
+use crate::classify::{decide, Decision, TierHead};
+use crate::config::Config;
+use crate::embed::{EmbedPool, PoolError};
+use crate::upstream::{sse, CallInfo, ForwardBody, ForwardError, Upstreams};
+
+#[derive(Debug, thiserror::Error)]
+pub enum PipelineError {
+    #[error("{message}")]
+    BadRequest {
+        message: String,
+        param: Option<String>,
+    },
+    #[error("The model `{model}` does not exist. Valid models: {valid}")]
+    UnknownModel { model: String, valid: String },
+    #[error("The model `{model}` cannot be requested directly here; use one of: {valid}")]
+    ModelNotAllowed { model: String, valid: String },
+    #[error("triage is busy: {0}")]
+    Busy(String),
+    #[error(transparent)]
+    Upstream(#[from] ForwardError),
+    #[error("internal error: {0}")]
+    Internal(String),
+}
+
+fn bad(message: impl Into<String>, param: &str) -> PipelineError {
+    PipelineError::BadRequest {
+        message: message.into(),
+        param: Some(param.to_string()),
+    }
+}
+
+const ROLES: [&str; 6] = [
+    "system",
+    "developer",
+    "user",
+    "assistant",
+    "tool",
+    "function",
+];
+
+/// A validated chat request. The raw JSON is forwarded untouched but for `model`.
+#[derive(Debug, Clone)]
+pub struct ChatRequest {
+    pub raw: Value,
+    pub model: String,
+    pub stream: bool,
+    pub include_usage: bool,
+    /// Text the router classifies: the last user message.
+    pub routed_text: String,
+    /// Identifies the conversation when it already has an assistant turn.
+    pub conversation: Option<[u8; 16]>,
+    /// Key a first turn's answer will be known by (system + first user message).
+    pub opening: [u8; 32],
+}
+
+/// Text of a message's content: a string, or the text parts of an array.
+pub fn content_text(content: &Value) -> String {
+    match content {
+        Value::String(s) => s.clone(),
+        Value::Array(parts) => parts
+            .iter()
+            .filter_map(|p| p.get("text").and_then(Value::as_str))
+            .collect::<Vec<_>>()
+            .join("\n"),
+        _ => String::new(),
+    }
+}
+
+fn opening_hash(messages: &[Value]) -> [u8; 32] {
+    let mut h = Sha256::new();
+    for m in messages {
+        let role = m.get("role").and_then(Value::as_str).unwrap_or("");
+        if matches!(role, "system" | "developer") {
+            h.update(role.as_bytes());
+            h.update([0]);
+            h.update(content_text(m.get("content").unwrap_or(&Value::Null)).as_bytes());
+            h.update([0]);
+        }
+    }
+    if let Some(u) = messages
+        .iter()
+        .find(|m| m.get("role").and_then(Value::as_str) == Some("user"))
+    {
+        h.update(b"user\0");
+        h.update(content_text(u.get("content").unwrap_or(&Value::Null)).as_bytes());
+    }
+    h.finalize().into()
+}
+
+/// The conversation key: its opening plus the first answer, so two users who both
+/// open with "hi" are told apart by what they were answered.
+pub fn conversation_key(opening: &[u8; 32], first_answer: &str) -> [u8; 16] {
+    let mut h = Sha256::new();
+    h.update(opening);
+    h.update(first_answer.as_bytes());
+    let d = h.finalize();
+    let mut k = [0u8; 16];
+    k.copy_from_slice(&d[..16]);
+    k
+}
+
+fn header_key(value: &str) -> [u8; 16] {
+    let d = Sha256::digest(format!("header\0{value}").as_bytes());
+    let mut k = [0u8; 16];
+    k.copy_from_slice(&d[..16]);
+    k
+}
+
+impl ChatRequest {
+    /// Validates an OpenAI chat request; every error names the offending field.
+    pub fn parse(raw: Value, conversation_header: Option<&str>) -> Result<Self, PipelineError> {
+        let obj = raw
+            .as_object()
+            .ok_or_else(|| bad("the request body must be a JSON object", "body"))?;
+        let model = match obj.get("model") {
+            Some(Value::String(s)) if !s.trim().is_empty() => s.clone(),
+            Some(Value::String(_)) | None => return Err(bad("`model` is required", "model")),
+            Some(_) => return Err(bad("`model` must be a string", "model")),
+        };
+        let messages = match obj.get("messages") {
+            Some(Value::Array(a)) if !a.is_empty() => a,
+            Some(Value::Array(_)) => return Err(bad("`messages` must not be empty", "messages")),
+            Some(_) => return Err(bad("`messages` must be an array", "messages")),
+            None => return Err(bad("`messages` is required", "messages")),
+        };
+        for (i, m) in messages.iter().enumerate() {
+            let p = format!("messages[{i}]");
+            let m = m
+                .as_object()
+                .ok_or_else(|| bad(format!("`{p}` must be an object"), &p))?;
+            let role = match m.get("role") {
+                Some(Value::String(r)) if ROLES.contains(&r.as_str()) => r.as_str(),
+                Some(Value::String(r)) => {
+                    return Err(bad(
+                        format!("`{p}.role` `{r}` is not one of {}", ROLES.join(", ")),
+                        &format!("{p}.role"),
+                    ))
+                }
+                _ => {
+                    return Err(bad(
+                        format!("`{p}.role` is required and must be a string"),
+                        &format!("{p}.role"),
+                    ))
+                }
+            };
+            match m.get("content") {
+                Some(Value::String(_)) => {}
+                Some(Value::Array(parts)) => {
+                    for (j, part) in parts.iter().enumerate() {
+                        let pp = format!("{p}.content[{j}]");
+                        let ty = part.get("type").and_then(Value::as_str).ok_or_else(|| {
+                            bad(
+                                format!("`{pp}` must be an object with a string `type`"),
+                                &pp,
+                            )
+                        })?;
+                        if ty == "text" && !part.get("text").is_some_and(Value::is_string) {
+                            return Err(bad(format!("`{pp}.text` must be a string"), &pp));
+                        }
+                    }
+                }
+                None | Some(Value::Null)
+                    if role == "assistant"
+                        && (m.contains_key("tool_calls") || m.contains_key("function_call")) => {}
+                None | Some(Value::Null) => {
+                    return Err(bad(
+                        format!("`{p}.content` is required for role `{role}`"),
+                        &format!("{p}.content"),
+                    ))
+                }
+                Some(_) => {
+                    return Err(bad(
+                        format!("`{p}.content` must be a string or an array of content parts"),
+                        &format!("{p}.content"),
+                    ))
+                }
+            }
+            if role == "tool" && !m.get("tool_call_id").is_some_and(Value::is_string) {
+                return Err(bad(
+                    format!("`{p}.tool_call_id` is required for role `tool`"),
+                    &format!("{p}.tool_call_id"),
+                ));
+            }
+        }
+        let stream = match obj.get("stream") {
+            None | Some(Value::Null) => false,
+            Some(Value::Bool(b)) => *b,
+            Some(_) => return Err(bad("`stream` must be a boolean", "stream")),
+        };
+        if let Some(n) = obj.get("n") {
+            if !n.is_null() && n.as_u64().is_none_or(|n| n == 0 || n > 128) {
+                return Err(bad("`n` must be an integer between 1 and 128", "n"));
+            }
+        }
+        let include_usage = obj
+            .get("stream_options")
+            .and_then(|o| o.get("include_usage"))
+            .and_then(Value::as_bool)
+            .unwrap_or(false);
+        let last_user = messages
+            .iter()
+            .rev()
+            .find(|m| m.get("role").and_then(Value::as_str) == Some("user"))
+            .or_else(|| messages.last());
+        let routed_text = last_user
+            .map(|m| content_text(m.get("content").unwrap_or(&Value::Null)))
+            .unwrap_or_default();
+        let opening = opening_hash(messages);
+        let conversation = match conversation_header {
+            Some(h) => Some(header_key(h)),
+            None => messages
+                .iter()
+                .find(|m| m.get("role").and_then(Value::as_str) == Some("assistant"))
+                .map(|a| {
+                    conversation_key(
+                        &opening,
+                        &content_text(a.get("content").unwrap_or(&Value::Null)),
+                    )
+                }),
+        };
+        Ok(Self {
+            raw,
+            model,
+            stream,
+            include_usage,
+            routed_text,
+            conversation,
+            opening,
+        })
+    }
+}
+
+/// Remembers the highest tier each conversation has needed (bounded LRU with TTL).
+pub struct StickyTiers {
+    map: Mutex<lru::LruCache<[u8; 16], (usize, Instant)>>,
+    ttl: Duration,
+}
+
+impl StickyTiers {
+    pub fn new(capacity: usize, ttl: Duration) -> Self {
+        let cap = NonZeroUsize::new(capacity.max(1)).unwrap_or(NonZeroUsize::MIN);
+        Self {
+            map: Mutex::new(lru::LruCache::new(cap)),
+            ttl,
+        }
+    }
+
+    pub fn get(&self, key: &[u8; 16]) -> Option<usize> {
+        let mut map = self.map.lock();
+        match map.get(key) {
+            Some((tier, at)) if at.elapsed() < self.ttl => Some(*tier),
+            Some(_) => {
+                map.pop(key);
+                None
+            }
+            None => None,
+        }
+    }
+
+    /// Records `tier` unless the conversation already needed a higher one.
+    pub fn raise(&self, key: [u8; 16], tier: usize) {
+        let mut map = self.map.lock();
+        let prev = map
+            .get(&key)
+            .filter(|(_, at)| at.elapsed() < self.ttl)
+            .map(|(t, _)| *t)
+            .unwrap_or(0);
+        map.put(key, (prev.max(tier), Instant::now()));
+    }
+
+    pub fn len(&self) -> usize {
+        self.map.lock().len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+}
+
+/// Microseconds per routing stage.
+#[derive(Debug, Clone, Copy, Default, Serialize)]
+pub struct RouteTimings {
+    pub queue_us: u64,
+    pub tokenize_us: u64,
+    pub embed_us: u64,
+    pub pool_us: u64,
+    pub head_us: u64,
+    pub total_us: u64,
+    pub batch_size: usize,
+}
+
+/// The routing outcome of a request.
+#[derive(Debug, Clone, Serialize)]
+pub struct Routing {
+    /// None for a passed-through model name.
+    pub decision: Option<Decision>,
+    /// Tier raised because the conversation needed it before.
+    pub sticky: bool,
+    /// Ordered models to try.
+    pub models: Vec<String>,
+    pub timings: RouteTimings,
+}
+
+impl Routing {
+    pub fn tier(&self) -> Option<&str> {
+        self.decision.as_ref().map(|d| d.tier.as_str())
+    }
+}
+
+/// What the server sends back.
+pub enum ReplyBody {
+    Json(Bytes),
+    Stream(mpsc::Receiver<Bytes>),
+}
+
+pub struct Reply {
+    pub routing: Routing,
+    pub call: Option<CallInfo>,
+    pub body: ReplyBody,
+}
+
+/// Identity of the caller, from the server.
+#[derive(Debug, Clone)]
+pub struct RequestCtx {
+    pub request_id: String,
+    pub endpoint: String,
+    pub conversation_header: Option<String>,
+}
+
+pub struct Pipeline {
+    pub cfg: Arc<Config>,
+    pub pool: EmbedPool,
+    pub head: Arc<TierHead>,
+    pub upstreams: Upstreams,
+    pub sticky: StickyTiers,
+    pub dry_run: bool,
+}
+
+impl Pipeline {
+    pub fn new(
+        cfg: Arc<Config>,
+        pool: EmbedPool,
+        head: Arc<TierHead>,
+        dry_run: bool,
+    ) -> Result<Self, String> {
+        let upstreams = Upstreams::new(&cfg)?;
+        let sticky = StickyTiers::new(
+            cfg.server.sticky_conversations,
+            Duration::from_secs(cfg.server.sticky_ttl_secs),
+        );
+        Ok(Self {
+            cfg,
+            pool,
+            head,
+            upstreams,
+            sticky,
+            dry_run,
+        })
+    }
+
+    /// Models a client may name: aliases first, then configured models.
+    pub fn model_names(&self) -> Vec<String> {
+        let mut names = self.cfg.router.aliases.clone();
+        for m in self.configured_models() {
+            if !names.contains(&m) {
+                names.push(m);
+            }
+        }
+        names
+    }
+
+    /// [[models]], or in a config without upstreams, the routing table's names.
+    fn configured_models(&self) -> Vec<String> {
+        if !self.cfg.models.is_empty() {
+            return self.cfg.models.iter().map(|m| m.name.clone()).collect();
+        }
+        let mut v: Vec<String> = Vec::new();
+        for list in self.cfg.router.tiers.values() {
+            for m in list {
+                if !v.contains(m) {
+                    v.push(m.clone());
+                }
+            }
+        }
+        v
+    }
+
+    /// Embeds and classifies the routed text; applies the confidence policy and the
+    /// conversation's sticky tier.
+    pub async fn route(&self, req: &ChatRequest) -> Result<Routing, PipelineError> {
+        if !self.cfg.router.aliases.contains(&req.model) {
+            let configured = self.configured_models();
+            if !configured.contains(&req.model) {
+                return Err(PipelineError::UnknownModel {
+                    model: req.model.clone(),
+                    valid: self.model_names().join(", "),
+                });
+            }
+            if !self.cfg.router.allow_passthrough {
+                return Err(PipelineError::ModelNotAllowed {
+                    model: req.model.clone(),
+                    valid: self.cfg.router.aliases.join(", "),
+                });
+            }
+            return Ok(Routing {
+                decision: None,
+                sticky: false,
+                models: vec![req.model.clone()],
+                timings: RouteTimings::default(),
+            });
+        }
+        let t0 = Instant::now();
+        let embedded = self
+            .pool
+            .embed(req.routed_text.clone())
+            .await
+            .map_err(|e| match e {
+                PoolError::Busy(_) => PipelineError::Busy(e.to_string()),
+                other => PipelineError::Internal(other.to_string()),
+            })?;
+        let th = Instant::now();
+        let pred = self.head.predict(&embedded.vector);
+        let mut decision = decide(&self.head, &pred, &self.cfg.router);
+        let head_us = th.elapsed().as_micros() as u64;
+        let mut sticky = false;
+        if let Some(key) = &req.conversation {
+            if let Some(prev) = self.sticky.get(key) {
+                if prev > decision.tier_index {
+                    sticky = true;
+                    decision.tier_index = prev;
+                    decision.tier = self.head.labels()[prev].clone();
+                    decision.models = self
+                        .cfg
+                        .router
+                        .tiers
+                        .get(&decision.tier)
+                        .cloned()
+                        .unwrap_or_default();
+                }
+            }
+            self.sticky.raise(*key, decision.tier_index);
+        }
+        let t = embedded.timings;
+        Ok(Routing {
+            models: decision.models.clone(),
+            decision: Some(decision),
+            sticky,
+            timings: RouteTimings {
+                queue_us: embedded.queue_us,
+                tokenize_us: t.tokenize_us,
+                embed_us: t.forward_us,
+                pool_us: t.pool_us,
+                head_us,
+                total_us: t0.elapsed().as_micros() as u64,
+                batch_size: embedded.batch_size,
+            },
+        })
+    }
+
+    /// Remembers a first turn's tier under the key its next turn will carry.
+    fn remember_first_turn(&self, req: &ChatRequest, routing: &Routing, answer: &str) {
+        if req.conversation.is_some() {
+            return;
+        }
+        if let Some(d) = &routing.decision {
+            self.sticky
+                .raise(conversation_key(&req.opening, answer), d.tier_index);
+        }
+    }
+
+    /// The whole chat completion.
+    pub async fn chat(
+        self: &Arc<Self>,
+        ctx: &RequestCtx,
+        raw: Value,
+    ) -> Result<Reply, PipelineError> {
+        let req = ChatRequest::parse(raw, ctx.conversation_header.as_deref())?;
+        let routing = self.route(&req).await?;
+        if self.dry_run {
+            let text = dry_run_text(&routing);
+            self.remember_first_turn(&req, &routing, &text);
+            let model = routing.models.first().cloned().unwrap_or_default();
+            let body = if req.stream {
+                ReplyBody::Stream(dry_run_stream(
+                    &ctx.request_id,
+                    &model,
+                    &text,
+                    req.include_usage,
+                ))
+            } else {
+                ReplyBody::Json(Bytes::from(
+                    dry_run_completion(&ctx.request_id, &model, &text).to_string(),
+                ))
+            };
+            return Ok(Reply {
+                routing,
+                call: None,
+                body,
+            });
+        }
+        let deadline =
+            Instant::now() + Duration::from_secs_f64(self.cfg.server.request_deadline_secs);
+        let fwd = self
+            .upstreams
+            .forward(
+                &routing.models,
+                &req.raw,
+                req.stream,
+                req.include_usage,
+                deadline,
+            )
+            .await?;
+        let body = match fwd.body {
+            ForwardBody::Json { body, .. } => {
+                if req.conversation.is_none() {
+                    let answer = serde_json::from_slice::<Value>(&body)
+                        .ok()
+                        .and_then(|v| v.pointer("/choices/0/message/content").map(content_text))
+                        .unwrap_or_default();
+                    self.remember_first_turn(&req, &routing, &answer);
+                }
+                ReplyBody::Json(body)
+            }
+            ForwardBody::Stream { rx, done } => {
+                let this = self.clone();
+                let req2 = req.clone();
+                let routing2 = routing.clone();
+                let request_id = ctx.request_id.clone();
+                tokio::spawn(async move {
+                    if let Ok(outcome) = done.await {
+                        if outcome.complete {
+                            this.remember_first_turn(&req2, &routing2, &outcome.content);
+                        }
+                        tracing::debug!(request_id = %request_id, complete = outcome.complete,
+                            client_gone = outcome.client_gone, "stream finished");
+                    }
+                });
+                ReplyBody::Stream(rx)
+            }
+        };
+        Ok(Reply {
+            routing,
+            call: Some(fwd.info),
+            body,
+        })
+    }
+}
+
+fn dry_run_text(r: &Routing) -> String {
+    match &r.decision {
+        None => format!(
+            "[triage dry run] model `{}` passed through unrouted.",
+            r.models.first().map(String::as_str).unwrap_or("")
+        ),
+        Some(d) => {
+            let probs: Vec<String> = d.probs.iter().map(|(k, v)| format!("{k} {v:.3}")).collect();
+            let mut s = format!(
+                "[triage dry run] tier {} (confidence {:.3}; {}) -> model {}",
+                d.tier,
+                d.confidence,
+                probs.join(", "),
+                r.models.first().map(String::as_str).unwrap_or("-")
+            );
+            if r.models.len() > 1 {
+                s.push_str(&format!(" (fallbacks: {})", r.models[1..].join(", ")));
+            }
+            if d.raised {
+                s.push_str(&format!("; raised from {} by min_confidence", d.head_tier));
+            }
+            if r.sticky {
+                s.push_str("; raised to the conversation's earlier tier");
+            }
+            s.push('.');
+            s
+        }
+    }
+}
+
+fn unix_now() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_secs())
+        .unwrap_or(0)
+}
+
+fn dry_run_completion(id: &str, model: &str, text: &str) -> Value {
+    json!({
+        "id": format!("chatcmpl-{id}"),
+        "object": "chat.completion",
+        "created": unix_now(),
+        "model": model,
+        "choices": [{"index": 0, "message": {"role": "assistant", "content": text}, "finish_reason": "stop", "logprobs": null}],
+        "usage": {"prompt_tokens": 0, "completion_tokens": 0, "total_tokens": 0},
+    })
+}
+
+fn dry_run_stream(id: &str, model: &str, text: &str, usage: bool) -> mpsc::Receiver<Bytes> {
+    let (tx, rx) = mpsc::channel(8);
+    let chunk = |delta: Value, finish: Option<&str>| {
+        sse::data_event(
+            &json!({
+                "id": format!("chatcmpl-{id}"), "object": "chat.completion.chunk",
+                "created": unix_now(), "model": model,
+                "choices": [{"index": 0, "delta": delta, "finish_reason": finish}],
+            })
+            .to_string(),
+        )
+    };
+    let mut events = vec![
+        chunk(json!({"role": "assistant", "content": ""}), None),
+        chunk(json!({"content": text}), None),
+        chunk(json!({}), Some("stop")),
+    ];
+    if usage {
+        events.push(sse::data_event(
+            &json!({"id": format!("chatcmpl-{id}"), "object": "chat.completion.chunk", "created": unix_now(),
+                "model": model, "choices": [], "usage": {"prompt_tokens": 0, "completion_tokens": 0, "total_tokens": 0}})
+            .to_string(),
+        ));
+    }
+    events.push(sse::done_event());
+    tokio::spawn(async move {
+        for e in events {
+            if tx.send(e).await.is_err() {
+                break;
+            }
+        }
+    });
+    rx
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn parse(v: Value) -> Result<ChatRequest, PipelineError> {
+        ChatRequest::parse(v, None)
+    }
+
+    #[test]
+    fn validation_names_the_field() {
+        let cases = [
+            (json!([]), "body"),
+            (
+                json!({"messages": [{"role": "user", "content": "x"}]}),
+                "model",
+            ),
+            (json!({"model": "auto"}), "messages"),
+            (json!({"model": "auto", "messages": []}), "messages"),
+            (
+                json!({"model": "auto", "messages": [{"role": "wizard", "content": "x"}]}),
+                "messages[0].role",
+            ),
+            (
+                json!({"model": "auto", "messages": [{"role": "user", "content": 5}]}),
+                "messages[0].content",
+            ),
+            (
+                json!({"model": "auto", "messages": [{"role": "user"}]}),
+                "messages[0].content",
+            ),
+            (
+                json!({"model": "auto", "messages": [{"role": "user", "content": [{"text": "x"}]}]}),
+                "messages[0].content[0]",
+            ),
+            (
+                json!({"model": "auto", "messages": [{"role": "tool", "content": "x"}]}),
+                "messages[0].tool_call_id",
+            ),
+            (
+                json!({"model": "auto", "stream": "yes", "messages": [{"role": "user", "content": "x"}]}),
+                "stream",
+            ),
+            (
+                json!({"model": "auto", "n": 0, "messages": [{"role": "user", "content": "x"}]}),
+                "n",
+            ),
+        ];
+        for (body, param) in cases {
+            match parse(body.clone()) {
+                Err(PipelineError::BadRequest { param: Some(p), .. }) => {
+                    assert_eq!(p, param, "{body}")
+                }
+                Err(e) => panic!("{body}: {e}"),
+                Ok(_) => panic!("{body} accepted"),
+            }
+        }
+    }
+
+    #[test]
+    fn routed_text_is_the_last_user_message() {
+        let r = parse(json!({"model": "auto", "messages": [
+            {"role": "system", "content": "sys"},
+            {"role": "user", "content": "first"},
+            {"role": "assistant", "content": "answer"},
+            {"role": "user", "content": [{"type": "text", "text": "second"}]},
+        ]}))
+        .unwrap();
+        assert_eq!(r.routed_text, "second");
+        assert!(r.conversation.is_some());
+        assert_eq!(r.conversation, Some(conversation_key(&r.opening, "answer")));
+    }
+
+    #[test]
+    fn first_turn_has_no_conversation_unless_the_header_names_one() {
+        let body = json!({"model": "auto", "messages": [{"role": "user", "content": "hi"}]});
+        assert!(parse(body.clone()).unwrap().conversation.is_none());
+        let with = ChatRequest::parse(body, Some("c-1")).unwrap();
+        assert_eq!(with.conversation, Some(header_key("c-1")));
+    }
+
+    #[test]
+    fn sticky_tiers_only_go_up_and_expire() {
+        let s = StickyTiers::new(2, Duration::from_secs(60));
+        let k = [1u8; 16];
+        s.raise(k, 2);
+        s.raise(k, 0);
+        assert_eq!(s.get(&k), Some(2));
+        // Bounded: the least recently used conversation is forgotten.
+        s.raise([2u8; 16], 1);
+        s.raise([3u8; 16], 1);
+        assert_eq!(s.len(), 2);
+        let short = StickyTiers::new(2, Duration::from_millis(0));
+        short.raise(k, 2);
+        assert_eq!(short.get(&k), None);
+    }
+}

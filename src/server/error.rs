@@ -1,0 +1,153 @@
+//! The one error type at the HTTP edge: status + OpenAI error JSON
+//! `{"error": {"message", "type", "param", "code"}}`.
+
+use axum::http::{HeaderValue, StatusCode};
+use axum::response::{IntoResponse, Response};
+use serde_json::json;
+
+use crate::pipeline::PipelineError;
+use crate::upstream::ForwardError;
+
+#[derive(Debug, Clone)]
+pub struct ApiError {
+    pub status: StatusCode,
+    pub kind: &'static str,
+    pub code: &'static str,
+    pub message: String,
+    pub param: Option<String>,
+    pub retry_after: Option<u32>,
+}
+
+impl ApiError {
+    pub fn new(
+        status: StatusCode,
+        kind: &'static str,
+        code: &'static str,
+        message: impl Into<String>,
+    ) -> Self {
+        Self {
+            status,
+            kind,
+            code,
+            message: message.into(),
+            param: None,
+            retry_after: None,
+        }
+    }
+
+    pub fn bad_request(message: impl Into<String>, param: Option<String>) -> Self {
+        Self {
+            param,
+            ..Self::new(
+                StatusCode::BAD_REQUEST,
+                "invalid_request_error",
+                "invalid_request",
+                message,
+            )
+        }
+    }
+
+    pub fn unauthorized(message: &str) -> Self {
+        Self::new(
+            StatusCode::UNAUTHORIZED,
+            "invalid_request_error",
+            "invalid_api_key",
+            message,
+        )
+    }
+
+    /// The error response, tagged with the request id.
+    pub fn response_for(self, request_id: &str) -> Response {
+        let mut resp = self.into_response();
+        if let Ok(v) = HeaderValue::from_str(request_id) {
+            resp.headers_mut().insert("x-triage-request-id", v);
+        }
+        resp
+    }
+}
+
+impl From<PipelineError> for ApiError {
+    fn from(e: PipelineError) -> Self {
+        let message = e.to_string();
+        match e {
+            PipelineError::BadRequest { param, .. } => ApiError::bad_request(message, param),
+            PipelineError::UnknownModel { .. } => ApiError {
+                param: Some("model".into()),
+                ..ApiError::new(
+                    StatusCode::NOT_FOUND,
+                    "invalid_request_error",
+                    "model_not_found",
+                    message,
+                )
+            },
+            PipelineError::ModelNotAllowed { .. } => ApiError {
+                param: Some("model".into()),
+                ..ApiError::new(
+                    StatusCode::BAD_REQUEST,
+                    "invalid_request_error",
+                    "model_not_allowed",
+                    message,
+                )
+            },
+            PipelineError::Busy(_) => ApiError {
+                retry_after: Some(1),
+                ..ApiError::new(
+                    StatusCode::SERVICE_UNAVAILABLE,
+                    "server_error",
+                    "overloaded",
+                    message,
+                )
+            },
+            PipelineError::Upstream(f) => match f {
+                ForwardError::Rejected {
+                    status, message, ..
+                } => ApiError::new(
+                    StatusCode::from_u16(status).unwrap_or(StatusCode::BAD_REQUEST),
+                    "invalid_request_error",
+                    "upstream_rejected",
+                    format!("The upstream model rejected the request: {message}"),
+                ),
+                ForwardError::Exhausted {
+                    timed_out: true, ..
+                }
+                | ForwardError::Deadline(_) => ApiError::new(
+                    StatusCode::GATEWAY_TIMEOUT,
+                    "upstream_error",
+                    "upstream_timeout",
+                    message,
+                ),
+                ForwardError::Exhausted { .. } | ForwardError::NoModel => ApiError::new(
+                    StatusCode::BAD_GATEWAY,
+                    "upstream_error",
+                    "upstream_unavailable",
+                    message,
+                ),
+            },
+            PipelineError::Internal(_) => ApiError::new(
+                StatusCode::INTERNAL_SERVER_ERROR,
+                "server_error",
+                "internal_error",
+                message,
+            ),
+        }
+    }
+}
+
+impl IntoResponse for ApiError {
+    fn into_response(self) -> Response {
+        let body = json!({
+            "error": {
+                "message": self.message,
+                "type": self.kind,
+                "param": self.param,
+                "code": self.code,
+            }
+        });
+        let mut resp = (self.status, axum::Json(body)).into_response();
+        if let Some(s) = self.retry_after {
+            resp.headers_mut()
+                .insert("retry-after", HeaderValue::from(s));
+        }
+        resp
+    }
+}

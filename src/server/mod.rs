@@ -1,0 +1,394 @@
+//! The HTTP edge: axum router, thin handlers, client auth, body limits, and the
+//! mapping of every error to OpenAI's error JSON with the right status.
+
+mod error;
+
+pub use error::ApiError;
+
+use std::collections::HashMap;
+use std::net::SocketAddr;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
+use std::time::Duration;
+
+use axum::body::Body;
+use axum::extract::{DefaultBodyLimit, State};
+use axum::http::{HeaderMap, HeaderValue, StatusCode};
+use axum::response::{IntoResponse, Response};
+use axum::routing::{get, post};
+use axum::{Json, Router};
+use bytes::Bytes;
+use http_body_util::BodyExt;
+use serde_json::{json, Value};
+use sha2::{Digest, Sha256};
+use tokio_stream::wrappers::ReceiverStream;
+use tokio_stream::StreamExt;
+use tracing::Instrument;
+
+use crate::config::{is_identifier, Config};
+use crate::pipeline::{ChatRequest, Pipeline, Reply, ReplyBody, RequestCtx, Routing};
+
+pub struct AppState {
+    pub pipeline: Arc<Pipeline>,
+    /// sha256(client key) → key name.
+    keys: HashMap<[u8; 32], String>,
+    max_body: usize,
+    next_id: AtomicU64,
+    id_prefix: String,
+}
+
+impl AppState {
+    /// Reads client keys from the environment; a configured key whose variable is
+    /// unset is a startup error (naming the variable, never a value).
+    pub fn new(pipeline: Arc<Pipeline>) -> Result<Self, String> {
+        let cfg = pipeline.cfg.clone();
+        let mut keys = HashMap::new();
+        for (i, k) in cfg.server.api_keys.iter().enumerate() {
+            let secret = std::env::var(&k.key_env).map_err(|_| {
+                format!(
+                    "server.api_keys[{i}] (`{}`): environment variable {} is not set",
+                    k.name, k.key_env
+                )
+            })?;
+            if secret.is_empty() {
+                return Err(format!(
+                    "server.api_keys[{i}] (`{}`): environment variable {} is empty",
+                    k.name, k.key_env
+                ));
+            }
+            keys.insert(Sha256::digest(secret.as_bytes()).into(), k.name.clone());
+        }
+        let id_prefix = uuid::Uuid::new_v4().simple().to_string()[..8].to_string();
+        Ok(Self {
+            pipeline,
+            keys,
+            max_body: cfg.server.max_body_bytes,
+            next_id: AtomicU64::new(1),
+            id_prefix,
+        })
+    }
+
+    fn cfg(&self) -> &Config {
+        &self.pipeline.cfg
+    }
+
+    fn request_id(&self) -> String {
+        format!(
+            "req_{}{:08x}",
+            self.id_prefix,
+            self.next_id.fetch_add(1, Ordering::Relaxed)
+        )
+    }
+
+    /// The endpoint this request is accounted under: the client key's name, else a
+    /// valid `x-triage-endpoint` header, else `default`.
+    fn authenticate(&self, headers: &HeaderMap) -> Result<String, ApiError> {
+        let presented = headers
+            .get("authorization")
+            .and_then(|v| v.to_str().ok())
+            .and_then(|v| {
+                v.strip_prefix("Bearer ")
+                    .or_else(|| v.strip_prefix("bearer "))
+            })
+            .or_else(|| headers.get("x-api-key").and_then(|v| v.to_str().ok()))
+            .map(str::trim);
+        let header_endpoint = headers
+            .get("x-triage-endpoint")
+            .and_then(|v| v.to_str().ok())
+            .map(str::to_string);
+        if let Some(e) = &header_endpoint {
+            if !is_identifier(e) {
+                return Err(ApiError::bad_request(
+                    "`x-triage-endpoint` must be 1-64 letters, digits, '-', '_' or '.'",
+                    None,
+                ));
+            }
+        }
+        if self.keys.is_empty() {
+            return Ok(header_endpoint.unwrap_or_else(|| "default".into()));
+        }
+        let Some(key) = presented else {
+            return Err(ApiError::unauthorized(
+                "Missing API key: send `Authorization: Bearer <key>`.",
+            ));
+        };
+        let digest: [u8; 32] = Sha256::digest(key.as_bytes()).into();
+        match self.keys.get(&digest) {
+            Some(name) => Ok(name.clone()),
+            None => Err(ApiError::unauthorized("Invalid API key.")),
+        }
+    }
+
+    /// Reads the body within the configured limit and parses it as JSON.
+    async fn json_body(&self, headers: &HeaderMap, body: Body) -> Result<Value, ApiError> {
+        let too_large = || {
+            ApiError::new(
+                StatusCode::PAYLOAD_TOO_LARGE,
+                "invalid_request_error",
+                "request_too_large",
+                format!("Request body exceeds the limit of {} bytes.", self.max_body),
+            )
+        };
+        if let Some(len) = headers
+            .get("content-length")
+            .and_then(|v| v.to_str().ok())
+            .and_then(|v| v.parse::<usize>().ok())
+        {
+            if len > self.max_body {
+                return Err(too_large());
+            }
+        }
+        let bytes: Bytes = match http_body_util::Limited::new(body, self.max_body)
+            .collect()
+            .await
+        {
+            Ok(c) => c.to_bytes(),
+            Err(e) if e.is::<http_body_util::LengthLimitError>() => return Err(too_large()),
+            Err(e) => {
+                return Err(ApiError::bad_request(
+                    format!("Could not read the request body: {e}"),
+                    None,
+                ))
+            }
+        };
+        let text = std::str::from_utf8(&bytes).map_err(|e| {
+            ApiError::bad_request(
+                format!(
+                    "The request body is not valid UTF-8 (at byte {}).",
+                    e.valid_up_to()
+                ),
+                None,
+            )
+        })?;
+        serde_json::from_str(text).map_err(|e| {
+            ApiError::bad_request(
+                format!("We could not parse the JSON body of your request: {e}"),
+                None,
+            )
+        })
+    }
+}
+
+/// The axum application.
+pub fn router(state: Arc<AppState>) -> Router {
+    Router::new()
+        .route("/v1/chat/completions", post(chat_completions))
+        .route("/chat/completions", post(chat_completions))
+        .route("/v1/route", post(route))
+        .route("/v1/models", get(models))
+        .route("/healthz", get(healthz))
+        .route("/readyz", get(readyz))
+        .fallback(not_found)
+        // Our own limit answers 413 in OpenAI's shape; axum's default would not.
+        .layer(DefaultBodyLimit::disable())
+        .with_state(state)
+}
+
+fn set_header(h: &mut HeaderMap, name: &'static str, value: &str) {
+    if let Ok(v) = HeaderValue::from_str(value) {
+        h.insert(name, v);
+    }
+}
+
+fn decision_headers(h: &mut HeaderMap, request_id: &str, routing: &Routing, model: &str) {
+    set_header(h, "x-triage-request-id", request_id);
+    match &routing.decision {
+        Some(d) => {
+            set_header(h, "x-triage-tier", &d.tier);
+            set_header(h, "x-triage-confidence", &format!("{:.4}", d.confidence));
+        }
+        None => set_header(h, "x-triage-tier", "passthrough"),
+    }
+    set_header(h, "x-triage-model", model);
+    set_header(h, "x-triage-cache", "bypass");
+}
+
+async fn chat_completions(
+    State(state): State<Arc<AppState>>,
+    headers: HeaderMap,
+    body: Body,
+) -> Response {
+    let request_id = state.request_id();
+    let span = tracing::info_span!("chat", request_id = %request_id);
+    let result = chat_inner(&state, &request_id, &headers, body)
+        .instrument(span)
+        .await;
+    match result {
+        Ok(resp) => resp,
+        Err(e) => {
+            tracing::info!(status = e.status.as_u16(), error = %e.message, "request failed");
+            e.response_for(&request_id)
+        }
+    }
+}
+
+async fn chat_inner(
+    state: &Arc<AppState>,
+    request_id: &str,
+    headers: &HeaderMap,
+    body: Body,
+) -> Result<Response, ApiError> {
+    let endpoint = state.authenticate(headers)?;
+    let raw = state.json_body(headers, body).await?;
+    let ctx = RequestCtx {
+        request_id: request_id.to_string(),
+        endpoint,
+        conversation_header: headers
+            .get("x-triage-conversation")
+            .and_then(|v| v.to_str().ok())
+            .map(str::to_string),
+    };
+    let reply: Reply = state.pipeline.chat(&ctx, raw).await?;
+    let model = reply
+        .call
+        .as_ref()
+        .map(|c| c.model.clone())
+        .or_else(|| reply.routing.models.first().cloned())
+        .unwrap_or_default();
+    tracing::info!(
+        endpoint = %ctx.endpoint,
+        tier = reply.routing.tier().unwrap_or("passthrough"),
+        model = %model,
+        retries = reply.call.as_ref().map(|c| c.retries).unwrap_or(0),
+        fallback = reply.call.as_ref().map(|c| c.fallback_used).unwrap_or(false),
+        "routed"
+    );
+    let mut h = HeaderMap::new();
+    decision_headers(&mut h, request_id, &reply.routing, &model);
+    let resp = match reply.body {
+        ReplyBody::Json(bytes) => {
+            h.insert("content-type", HeaderValue::from_static("application/json"));
+            (StatusCode::OK, h, bytes).into_response()
+        }
+        ReplyBody::Stream(rx) => {
+            h.insert(
+                "content-type",
+                HeaderValue::from_static("text/event-stream"),
+            );
+            h.insert("cache-control", HeaderValue::from_static("no-cache"));
+            let stream = ReceiverStream::new(rx).map(Ok::<_, std::io::Error>);
+            (StatusCode::OK, h, Body::from_stream(stream)).into_response()
+        }
+    };
+    Ok(resp)
+}
+
+async fn route(State(state): State<Arc<AppState>>, headers: HeaderMap, body: Body) -> Response {
+    let request_id = state.request_id();
+    let result: Result<Response, ApiError> = async {
+        state.authenticate(&headers)?;
+        let raw = state.json_body(&headers, body).await?;
+        let conv = headers
+            .get("x-triage-conversation")
+            .and_then(|v| v.to_str().ok());
+        let req = ChatRequest::parse(raw, conv)?;
+        let routing = state.pipeline.route(&req).await?;
+        let mut h = HeaderMap::new();
+        let model = routing.models.first().cloned().unwrap_or_default();
+        decision_headers(&mut h, &request_id, &routing, &model);
+        let d = routing.decision.as_ref();
+        let body = json!({
+            "request_id": request_id,
+            "tier": d.map(|d| d.tier.clone()),
+            "head_tier": d.map(|d| d.head_tier.clone()),
+            "confidence": d.map(|d| crate::classify::round4(d.confidence)),
+            "probs": d.map(|d| d.probs_json()),
+            "raised": d.map(|d| d.raised),
+            "sticky": routing.sticky,
+            "model": model,
+            "models": routing.models,
+            "routed_text_chars": req.routed_text.chars().count(),
+            "latency_us": routing.timings,
+        });
+        Ok((StatusCode::OK, h, Json(body)).into_response())
+    }
+    .await;
+    result.unwrap_or_else(|e| e.response_for(&request_id))
+}
+
+async fn models(State(state): State<Arc<AppState>>, headers: HeaderMap) -> Response {
+    if let Err(e) = state.authenticate(&headers) {
+        return e.into_response();
+    }
+    let cfg = state.cfg();
+    let data: Vec<Value> = state
+        .pipeline
+        .model_names()
+        .into_iter()
+        .map(|name| {
+            let owned_by = if cfg.router.aliases.contains(&name) {
+                "triage".to_string()
+            } else {
+                cfg.model(&name)
+                    .map(|m| m.upstream.clone())
+                    .unwrap_or_else(|| "triage".into())
+            };
+            json!({"id": name, "object": "model", "created": 0, "owned_by": owned_by})
+        })
+        .collect();
+    Json(json!({"object": "list", "data": data})).into_response()
+}
+
+async fn healthz() -> Response {
+    Json(json!({"status": "ok"})).into_response()
+}
+
+async fn readyz(State(state): State<Arc<AppState>>) -> Response {
+    let p = &state.pipeline;
+    let upstreams_ok = p.dry_run || !p.upstreams.is_empty();
+    let body = json!({
+        "status": if upstreams_ok { "ready" } else { "not ready: no [[upstreams]] configured (use --dry-run to try without)" },
+        "embedding_model": p.pool.embedder().model_id(),
+        "head_labels": p.head.labels(),
+        "upstreams": p.cfg.upstreams.iter().map(|u| u.name.clone()).collect::<Vec<_>>(),
+        "dry_run": p.dry_run,
+        "queue_depth": p.pool.queue_depth(),
+    });
+    let status = if upstreams_ok {
+        StatusCode::OK
+    } else {
+        StatusCode::SERVICE_UNAVAILABLE
+    };
+    (status, Json(body)).into_response()
+}
+
+async fn not_found() -> Response {
+    ApiError::new(
+        StatusCode::NOT_FOUND,
+        "invalid_request_error",
+        "unknown_url",
+        "Unknown request URL. triage serves /v1/chat/completions, /v1/models and /v1/route.",
+    )
+    .into_response()
+}
+
+/// Serves until `shutdown` resolves, then drains in-flight requests for at most
+/// `grace`.
+pub async fn serve(
+    listener: tokio::net::TcpListener,
+    state: Arc<AppState>,
+    shutdown: impl std::future::Future<Output = ()> + Send + 'static,
+    grace: Duration,
+) -> std::io::Result<()> {
+    let app = router(state);
+    let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
+    let mut drain_rx = stop_rx.clone();
+    let server = axum::serve(
+        listener,
+        app.into_make_service_with_connect_info::<SocketAddr>(),
+    )
+    .with_graceful_shutdown(async move {
+        shutdown.await;
+        let _ = stop_tx.send(true);
+    });
+    tokio::select! {
+        r = server => r,
+        _ = async {
+            let _ = drain_rx.wait_for(|v| *v).await;
+            tokio::time::sleep(grace).await;
+        } => {
+            tracing::warn!(?grace, "shutdown grace period over; dropping remaining requests");
+            Ok(())
+        }
+    }
+}

@@ -1,0 +1,552 @@
+//! Upstream providers: OpenAI-compatible APIs and Anthropic's Messages API, with
+//! retries (exponential backoff with jitter, Retry-After), per-attempt timeouts, an
+//! overall deadline, and fallback along the tier's model list.
+
+mod anthropic;
+mod openai;
+pub mod sse;
+
+use std::collections::HashMap;
+use std::time::{Duration, Instant};
+
+use bytes::Bytes;
+use futures::StreamExt;
+use rand::Rng;
+use serde::Serialize;
+use serde_json::Value;
+use tokio::sync::{mpsc, oneshot};
+
+use crate::config::{Config, ModelConfig, UpstreamConfig, UpstreamKind};
+
+/// Token usage reported by the upstream.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize)]
+pub struct Usage {
+    pub prompt_tokens: u64,
+    pub completion_tokens: u64,
+    /// Prompt tokens served from the provider's prompt cache.
+    pub cached_tokens: u64,
+}
+
+impl Usage {
+    /// From an OpenAI-shaped `usage` object.
+    pub fn from_openai(v: &Value) -> Option<Self> {
+        let u = v.as_object()?;
+        Some(Self {
+            prompt_tokens: u.get("prompt_tokens")?.as_u64()?,
+            completion_tokens: u
+                .get("completion_tokens")
+                .and_then(Value::as_u64)
+                .unwrap_or(0),
+            cached_tokens: u
+                .get("prompt_tokens_details")
+                .and_then(|d| d.get("cached_tokens"))
+                .and_then(Value::as_u64)
+                .unwrap_or(0),
+        })
+    }
+}
+
+/// Why one attempt failed.
+#[derive(Debug, Clone, thiserror::Error)]
+pub enum AttemptError {
+    #[error("timed out after {0:?}")]
+    Timeout(Duration),
+    #[error("connection failed: {0}")]
+    Connect(String),
+    #[error("upstream answered {status}: {message}")]
+    Status {
+        status: u16,
+        message: String,
+        retry_after: Option<Duration>,
+        body: Option<Value>,
+    },
+    #[error("no API key: environment variable {0} is not set")]
+    MissingKey(String),
+    #[error("bad response: {0}")]
+    Protocol(String),
+}
+
+impl AttemptError {
+    /// Worth another attempt at the same model.
+    fn retryable(&self) -> bool {
+        match self {
+            AttemptError::Timeout(_) | AttemptError::Connect(_) | AttemptError::Protocol(_) => true,
+            AttemptError::Status { status, .. } => *status == 429 || *status >= 500,
+            AttemptError::MissingKey(_) => false,
+        }
+    }
+
+    /// The request itself is wrong: another model would reject it too.
+    fn is_client_error(&self) -> bool {
+        matches!(self, AttemptError::Status { status, .. }
+            if (400..500).contains(status) && !matches!(status, 401 | 403 | 408 | 429))
+    }
+}
+
+/// How the whole forward failed.
+#[derive(Debug, Clone, thiserror::Error)]
+pub enum ForwardError {
+    /// The upstream rejected the request itself (4xx): passed on to the client.
+    #[error("upstream rejected the request: {message}")]
+    Rejected {
+        status: u16,
+        message: String,
+        body: Option<Value>,
+    },
+    #[error("all upstream attempts failed; last: {last}")]
+    Exhausted { last: String, timed_out: bool },
+    #[error("the request deadline passed after {0} attempts")]
+    Deadline(u32),
+    #[error("no model to forward to")]
+    NoModel,
+}
+
+/// A forwarded call's outcome, for headers and the ledger.
+#[derive(Debug, Clone, Serialize)]
+pub struct CallInfo {
+    /// Model name as configured (what clients see in `x-triage-model`).
+    pub model: String,
+    pub upstream: String,
+    /// Attempts beyond the first, over all models.
+    pub retries: u32,
+    /// True when a model other than the first was used.
+    pub fallback_used: bool,
+    pub upstream_status: u16,
+}
+
+/// How a stream ended.
+#[derive(Debug, Clone, Default)]
+pub struct StreamOutcome {
+    pub usage: Option<Usage>,
+    /// A finish reason and the end marker arrived.
+    pub complete: bool,
+    pub client_gone: bool,
+    pub error: Option<String>,
+    pub finish_reason: Option<String>,
+    /// The answer's text, assembled from the deltas.
+    pub content: String,
+}
+
+pub enum ForwardBody {
+    /// A complete OpenAI-shaped chat completion.
+    Json { body: Bytes, usage: Option<Usage> },
+    /// SSE bytes for the client, and how the stream ended.
+    Stream {
+        rx: mpsc::Receiver<Bytes>,
+        done: oneshot::Receiver<StreamOutcome>,
+    },
+}
+
+pub struct Forwarded {
+    pub info: CallInfo,
+    pub body: ForwardBody,
+}
+
+struct Upstream {
+    cfg: UpstreamConfig,
+    api_key: Option<String>,
+    client: reqwest::Client,
+}
+
+/// The configured upstreams and models.
+pub struct Upstreams {
+    upstreams: HashMap<String, Upstream>,
+    models: HashMap<String, ModelConfig>,
+}
+
+/// Largest upstream response body accepted for a non-streaming call.
+const MAX_RESPONSE_BYTES: usize = 64 * 1024 * 1024;
+
+impl Upstreams {
+    /// Builds clients and reads API keys from the environment. A missing key is
+    /// logged by variable name (never a value) and reported on use.
+    pub fn new(cfg: &Config) -> Result<Self, String> {
+        let mut upstreams = HashMap::new();
+        for u in &cfg.upstreams {
+            let api_key = match &u.api_key_env {
+                Some(var) => match std::env::var(var) {
+                    Ok(v) if !v.is_empty() => Some(v),
+                    _ => {
+                        tracing::warn!(upstream = %u.name, variable = %var, "API key variable is not set");
+                        None
+                    }
+                },
+                None => None,
+            };
+            let client = reqwest::Client::builder()
+                .connect_timeout(Duration::from_secs_f64(u.connect_timeout_secs))
+                .pool_idle_timeout(Duration::from_secs(90))
+                .tcp_nodelay(true)
+                .build()
+                .map_err(|e| format!("upstreams `{}`: cannot build HTTP client: {e}", u.name))?;
+            upstreams.insert(
+                u.name.clone(),
+                Upstream {
+                    cfg: u.clone(),
+                    api_key,
+                    client,
+                },
+            );
+        }
+        let models = cfg
+            .models
+            .iter()
+            .map(|m| (m.name.clone(), m.clone()))
+            .collect();
+        Ok(Self { upstreams, models })
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.upstreams.is_empty()
+    }
+
+    pub fn has_model(&self, name: &str) -> bool {
+        self.models.contains_key(name)
+    }
+
+    /// Sends `request` (OpenAI shape) to the first model that answers, retrying each
+    /// model on transient failures before moving to the next.
+    pub async fn forward(
+        &self,
+        models: &[String],
+        request: &Value,
+        stream: bool,
+        include_usage: bool,
+        deadline: Instant,
+    ) -> Result<Forwarded, ForwardError> {
+        let mut retries = 0u32;
+        let mut attempts = 0u32;
+        let mut last: Option<AttemptError> = None;
+        for (i, name) in models.iter().enumerate() {
+            let Some(model) = self.models.get(name) else {
+                tracing::warn!(model = %name, "routed model has no [[models]] entry; skipping");
+                continue;
+            };
+            let Some(up) = self.upstreams.get(&model.upstream) else {
+                continue;
+            };
+            for attempt in 0..=up.cfg.max_retries {
+                let now = Instant::now();
+                if now >= deadline {
+                    return Err(ForwardError::Deadline(attempts));
+                }
+                if attempts > 0 {
+                    retries += 1;
+                }
+                attempts += 1;
+                let per_attempt =
+                    Duration::from_secs_f64(up.cfg.request_timeout_secs).min(deadline - now);
+                let result = match up.cfg.kind {
+                    UpstreamKind::Openai => {
+                        openai::call(up, model, request, stream, include_usage, per_attempt).await
+                    }
+                    UpstreamKind::Anthropic => {
+                        anthropic::call(up, model, request, stream, include_usage, per_attempt)
+                            .await
+                    }
+                };
+                match result {
+                    Ok((status, body)) => {
+                        return Ok(Forwarded {
+                            info: CallInfo {
+                                model: name.clone(),
+                                upstream: up.cfg.name.clone(),
+                                retries,
+                                fallback_used: i > 0,
+                                upstream_status: status,
+                            },
+                            body,
+                        });
+                    }
+                    Err(e) => {
+                        tracing::warn!(model = %name, upstream = %up.cfg.name, attempt, error = %e, "upstream attempt failed");
+                        if e.is_client_error() {
+                            let AttemptError::Status {
+                                status,
+                                message,
+                                body,
+                                ..
+                            } = e
+                            else {
+                                unreachable!("is_client_error implies Status")
+                            };
+                            return Err(ForwardError::Rejected {
+                                status,
+                                message,
+                                body,
+                            });
+                        }
+                        let again = e.retryable() && attempt < up.cfg.max_retries;
+                        let wait = match &e {
+                            AttemptError::Status {
+                                retry_after: Some(ra),
+                                ..
+                            } => *ra,
+                            _ => backoff(attempt, up.cfg.backoff_base_ms),
+                        }
+                        .min(Duration::from_millis(up.cfg.backoff_max_ms));
+                        last = Some(e);
+                        if !again {
+                            break;
+                        }
+                        let now = Instant::now();
+                        if now + wait >= deadline {
+                            return Err(ForwardError::Deadline(attempts));
+                        }
+                        tokio::time::sleep(wait).await;
+                    }
+                }
+            }
+        }
+        match last {
+            None => Err(ForwardError::NoModel),
+            Some(e) => Err(ForwardError::Exhausted {
+                timed_out: matches!(e, AttemptError::Timeout(_)),
+                last: e.to_string(),
+            }),
+        }
+    }
+}
+
+/// Exponential backoff with full jitter: uniform in [base·2^n / 2, base·2^n].
+fn backoff(attempt: u32, base_ms: u64) -> Duration {
+    let exp = base_ms.saturating_mul(1u64 << attempt.min(16));
+    let low = exp / 2;
+    let ms = rand::rng().random_range(low..=exp.max(low));
+    Duration::from_millis(ms)
+}
+
+/// Retry-After as seconds (HTTP dates are treated as "soon").
+fn retry_after(headers: &reqwest::header::HeaderMap) -> Option<Duration> {
+    let v = headers.get(reqwest::header::RETRY_AFTER)?.to_str().ok()?;
+    match v.trim().parse::<f64>() {
+        Ok(s) if s >= 0.0 && s.is_finite() => Some(Duration::from_secs_f64(s)),
+        _ => Some(Duration::from_secs(1)),
+    }
+}
+
+/// Sends a prepared request with the attempt's timeout; non-2xx becomes an error.
+async fn send(
+    req: reqwest::RequestBuilder,
+    timeout: Duration,
+) -> Result<reqwest::Response, AttemptError> {
+    let resp = match tokio::time::timeout(timeout, req.send()).await {
+        Err(_) => return Err(AttemptError::Timeout(timeout)),
+        Ok(Err(e)) if e.is_timeout() => return Err(AttemptError::Timeout(timeout)),
+        Ok(Err(e)) => return Err(AttemptError::Connect(without_url(&e))),
+        Ok(Ok(r)) => r,
+    };
+    let status = resp.status();
+    if status.is_success() {
+        return Ok(resp);
+    }
+    let ra = retry_after(resp.headers());
+    let body = tokio::time::timeout(timeout, resp.bytes())
+        .await
+        .ok()
+        .and_then(Result::ok)
+        .unwrap_or_default();
+    let json: Option<Value> = serde_json::from_slice(&body).ok();
+    let message = json
+        .as_ref()
+        .and_then(|v| {
+            v.pointer("/error/message")
+                .or_else(|| v.get("message"))
+                .and_then(Value::as_str)
+                .map(str::to_string)
+        })
+        .unwrap_or_else(|| String::from_utf8_lossy(&body[..body.len().min(200)]).into_owned());
+    Err(AttemptError::Status {
+        status: status.as_u16(),
+        message,
+        retry_after: ra,
+        body: json,
+    })
+}
+
+/// reqwest errors print the URL; keep them short and free of query strings.
+fn without_url(e: &reqwest::Error) -> String {
+    let mut s = if e.is_connect() {
+        "connect error"
+    } else if e.is_timeout() {
+        "timed out"
+    } else if e.is_body() {
+        "body error"
+    } else if e.is_decode() {
+        "decode error"
+    } else {
+        "request error"
+    }
+    .to_string();
+    let mut src = std::error::Error::source(e);
+    while let Some(inner) = src {
+        s.push_str(": ");
+        s.push_str(&inner.to_string());
+        src = inner.source();
+    }
+    s
+}
+
+/// Reads a whole non-streaming body within the attempt's timeout.
+async fn read_body(resp: reqwest::Response, timeout: Duration) -> Result<Bytes, AttemptError> {
+    let fut = async {
+        let mut out = Vec::new();
+        let mut stream = resp.bytes_stream();
+        while let Some(chunk) = stream.next().await {
+            let chunk = chunk.map_err(|e| AttemptError::Protocol(without_url(&e)))?;
+            if out.len() + chunk.len() > MAX_RESPONSE_BYTES {
+                return Err(AttemptError::Protocol("response too large".into()));
+            }
+            out.extend_from_slice(&chunk);
+        }
+        Ok(Bytes::from(out))
+    };
+    tokio::time::timeout(timeout, fut)
+        .await
+        .map_err(|_| AttemptError::Timeout(timeout))?
+}
+
+type ByteStream = futures::stream::BoxStream<'static, Result<Bytes, reqwest::Error>>;
+
+/// Waits for the first chunk of a stream so that a dead stream can still be retried
+/// (nothing has reached the client yet).
+async fn first_chunk(
+    resp: reqwest::Response,
+    timeout: Duration,
+) -> Result<(Bytes, ByteStream), AttemptError> {
+    let mut stream: ByteStream = resp.bytes_stream().boxed();
+    match tokio::time::timeout(timeout, stream.next()).await {
+        Err(_) => Err(AttemptError::Timeout(timeout)),
+        Ok(None) => Err(AttemptError::Protocol(
+            "stream ended before any data".into(),
+        )),
+        Ok(Some(Err(e))) => Err(AttemptError::Protocol(without_url(&e))),
+        Ok(Some(Ok(b))) => Ok((b, stream)),
+    }
+}
+
+/// An OpenAI-style error object sent as the last event of a stream that broke after
+/// its first byte reached the client (the SDKs raise it as an APIError).
+fn stream_error_event(message: &str) -> Bytes {
+    sse::data_event(
+        &serde_json::json!({"error": {"message": message, "type": "upstream_error", "code": "stream_interrupted"}})
+            .to_string(),
+    )
+}
+
+/// Turns upstream events into client bytes, recording the outcome as it goes.
+trait StreamConverter: Send + 'static {
+    fn event(&mut self, ev: sse::SseEvent, out: &mut StreamOutcome) -> Vec<Bytes>;
+}
+
+/// Reads the upstream stream on its own task and feeds the client through a bounded
+/// channel, chunk by chunk as events complete. Ends early when the client goes away.
+fn spawn_pump(
+    first: Bytes,
+    mut stream: ByteStream,
+    idle: Duration,
+    mut conv: impl StreamConverter,
+) -> ForwardBody {
+    let (tx, rx) = mpsc::channel::<Bytes>(64);
+    let (done_tx, done) = oneshot::channel();
+    tokio::spawn(async move {
+        let mut parser = sse::SseParser::default();
+        let mut out = StreamOutcome::default();
+        let mut next: Option<Bytes> = Some(first);
+        'outer: loop {
+            let chunk = match next.take() {
+                Some(c) => c,
+                None => match tokio::time::timeout(idle, stream.next()).await {
+                    Err(_) => {
+                        out.error = Some(format!("upstream stream idle for {idle:?}"));
+                        break;
+                    }
+                    Ok(None) => break,
+                    Ok(Some(Err(e))) => {
+                        out.error = Some(format!("upstream stream broke: {}", without_url(&e)));
+                        break;
+                    }
+                    Ok(Some(Ok(c))) => c,
+                },
+            };
+            let events = match parser.push(&chunk) {
+                Ok(evs) => evs,
+                Err(e) => {
+                    out.error = Some(e);
+                    break;
+                }
+            };
+            for ev in events {
+                for bytes in conv.event(ev, &mut out) {
+                    if tx.send(bytes).await.is_err() {
+                        out.client_gone = true;
+                        break 'outer;
+                    }
+                }
+            }
+        }
+        if !out.client_gone {
+            if let Some(ev) = parser.finish() {
+                for bytes in conv.event(ev, &mut out) {
+                    let _ = tx.send(bytes).await;
+                }
+            }
+            if !out.complete && out.error.is_none() {
+                out.error = Some("upstream stream ended before it was complete".into());
+            }
+            if let (false, Some(e)) = (out.complete, &out.error) {
+                tracing::warn!(error = %e, "stream interrupted after the first byte");
+                let _ = tx.send(stream_error_event(e)).await;
+            }
+        }
+        let _ = done_tx.send(out);
+    });
+    ForwardBody::Stream { rx, done }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn backoff_grows_with_jitter_bounds() {
+        for attempt in 0..5 {
+            let d = backoff(attempt, 100).as_millis() as u64;
+            let exp = 100 * (1 << attempt);
+            assert!(d >= exp / 2 && d <= exp, "{attempt}: {d}");
+        }
+    }
+
+    #[test]
+    fn which_errors_retry_and_which_go_to_the_client() {
+        let st = |s: u16| AttemptError::Status {
+            status: s,
+            message: String::new(),
+            retry_after: None,
+            body: None,
+        };
+        assert!(st(429).retryable() && st(500).retryable() && st(503).retryable());
+        assert!(!st(400).retryable() && st(400).is_client_error());
+        assert!(!st(401).is_client_error(), "a bad upstream key falls back");
+        assert!(AttemptError::Timeout(Duration::from_secs(1)).retryable());
+        assert!(!AttemptError::MissingKey("X".into()).retryable());
+    }
+
+    #[test]
+    fn usage_from_openai_shape() {
+        let u = Usage::from_openai(&serde_json::json!({
+            "prompt_tokens": 10, "completion_tokens": 5,
+            "prompt_tokens_details": {"cached_tokens": 4}
+        }))
+        .unwrap();
+        assert_eq!(
+            u,
+            Usage {
+                prompt_tokens: 10,
+                completion_tokens: 5,
+                cached_tokens: 4
+            }
+        );
+        assert!(Usage::from_openai(&Value::Null).is_none());
+    }
+}
