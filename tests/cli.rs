@@ -1,0 +1,167 @@
+//! The `triage` binary as a user runs it.
+
+use std::io::Write;
+use std::process::{Command, Stdio};
+
+use serde_json::Value;
+
+fn triage() -> Command {
+    let mut c = Command::new(env!("CARGO_BIN_EXE_triage"));
+    c.current_dir(env!("CARGO_MANIFEST_DIR"));
+    c.env_remove("TRIAGE_CONFIG");
+    c
+}
+
+#[test]
+fn route_prints_tier_model_and_latency() {
+    let out = triage()
+        .args(["route", "What are your business hours?"])
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let s = String::from_utf8_lossy(&out.stdout);
+    assert!(s.contains("tier SIMPLE"), "{s}");
+    assert!(s.contains("model gpt-4o-mini"), "{s}");
+    assert!(s.contains("latency tokenize"), "{s}");
+}
+
+#[test]
+fn route_jsonl_reports_bad_lines_and_carries_on() {
+    let mut child = triage()
+        .args(["route", "--jsonl"])
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .spawn()
+        .unwrap();
+    child
+        .stdin
+        .take()
+        .unwrap()
+        .write_all(
+            b"{\"text\": \"hello!\"}\n{\"text\": broken\n\nWrite a quicksort in Rust with generics and tests\n{\"txt\": 1}\n",
+        )
+        .unwrap();
+    let out = child.wait_with_output().unwrap();
+    assert!(out.status.success());
+    let lines: Vec<Value> = String::from_utf8_lossy(&out.stdout)
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect();
+    assert_eq!(lines.len(), 4, "blank lines are skipped: {lines:?}");
+    assert_eq!(lines[0]["text"], "hello!");
+    assert_eq!(lines[0]["tier"], "SIMPLE");
+    for key in ["confidence", "probs", "model", "latency_us"] {
+        assert!(lines[0].get(key).is_some(), "{key} missing: {}", lines[0]);
+    }
+    assert_eq!(lines[1]["line"], 2);
+    assert!(lines[1]["error"]
+        .as_str()
+        .unwrap()
+        .contains("malformed JSON"));
+    assert_eq!(lines[2]["tier"], "COMPLEX");
+    assert!(lines[3]["error"].as_str().unwrap().contains("text"));
+}
+
+#[test]
+fn route_uses_the_config_routing_table() {
+    let dir = tempfile::tempdir().unwrap();
+    let cfg = dir.path().join("t.toml");
+    std::fs::write(
+        &cfg,
+        "[router.tiers]\nSIMPLE = [\"tiny\"]\nMODERATE = [\"mid\"]\nCOMPLEX = [\"huge\"]\n",
+    )
+    .unwrap();
+    let out = triage()
+        .args(["route", "--json", "--config"])
+        .arg(&cfg)
+        .arg("hi!")
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let v: Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(v["model"], "tiny");
+}
+
+#[test]
+fn bad_config_names_the_key_and_file() {
+    let dir = tempfile::tempdir().unwrap();
+    let cfg = dir.path().join("bad.toml");
+    std::fs::write(&cfg, "[router]\nmin_confidense = 0.4\n").unwrap();
+    let out = triage()
+        .args(["route", "x", "--config"])
+        .arg(&cfg)
+        .output()
+        .unwrap();
+    assert!(!out.status.success());
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        err.contains("min_confidense") && err.contains("bad.toml"),
+        "{err}"
+    );
+}
+
+#[test]
+fn eval_reports_metrics_as_json() {
+    let dir = tempfile::tempdir().unwrap();
+    let f = dir.path().join("e.jsonl");
+    std::fs::write(
+        &f,
+        "{\"text\": \"hello there\", \"tier\": \"SIMPLE\"}\n{\"text\": \"Write a Python function that merges overlapping intervals and explain its complexity\", \"tier\": \"COMPLEX\"}\n",
+    )
+    .unwrap();
+    let out = triage()
+        .args(["eval", "--json", "--data-dir"])
+        .arg(dir.path())
+        .arg(&f)
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let v: Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(v["head"]["examples"], 2);
+    assert_eq!(v["head"]["accuracy"], 1.0);
+    assert_eq!(v["head"]["confusion"].as_array().unwrap().len(), 3);
+    assert!(v["routed"]["top_to_bottom_rate"].is_number());
+}
+
+#[test]
+fn a_head_for_another_embedding_model_is_refused() {
+    let dir = tempfile::tempdir().unwrap();
+    let root = std::path::Path::new(env!("CARGO_MANIFEST_DIR"));
+    let head = dir.path().join("h.safetensors");
+    std::fs::copy(root.join("models/tier-head.safetensors"), &head).unwrap();
+    let mut meta: Value =
+        serde_json::from_slice(&std::fs::read(root.join("models/tier-head.json")).unwrap())
+            .unwrap();
+    meta["embedding_sha256"] = "0000".into();
+    meta["embedding_model"] = "some/other-model".into();
+    std::fs::write(dir.path().join("h.json"), meta.to_string()).unwrap();
+    let cfg = dir.path().join("c.toml");
+    std::fs::write(
+        &cfg,
+        format!("[router]\nhead = {:?}\n", head.to_string_lossy()),
+    )
+    .unwrap();
+    let out = triage()
+        .args(["route", "hi", "--config"])
+        .arg(&cfg)
+        .output()
+        .unwrap();
+    assert!(!out.status.success());
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        err.contains("some/other-model") && err.contains("triage train"),
+        "{err}"
+    );
+}
