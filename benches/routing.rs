@@ -42,7 +42,9 @@ fn bench(c: &mut Criterion) {
     });
     g.finish();
 
-    c.bench_function("head", |b| b.iter(|| engine.head.predict(black_box(&emb))));
+    c.bench_function("head", |b| {
+        b.iter(|| engine.head.predict(black_box(&emb.features)))
+    });
     c.bench_function("route_short", |b| {
         b.iter(|| engine.route(black_box(SHORT), &cfg.router).unwrap())
     });

@@ -37,6 +37,7 @@ pub struct Config {
     pub router: RouterConfig,
     pub upstreams: Vec<UpstreamConfig>,
     pub models: Vec<ModelConfig>,
+    pub cache: CacheConfig,
     /// Where serve/report/retrain keep their state (decision log, cache snapshot).
     pub data_dir: Option<PathBuf>,
     /// Directory the config file was read from; relative paths resolve against it.
@@ -128,6 +129,8 @@ pub struct RouterConfig {
     pub tiers: BTreeMap<String, Vec<String>>,
     /// Below this top probability the request goes one tier up.
     pub min_confidence: f32,
+    /// The cheapest tier is used only while the top tier's probability is below this.
+    pub top_tier_guard: f32,
     /// Model names that mean "route this".
     pub aliases: Vec<String>,
     /// Whether a configured concrete model name passes through unrouted.
@@ -148,9 +151,59 @@ impl Default for RouterConfig {
             head: crate::classify::DEFAULT_HEAD_PATH.into(),
             tiers,
             min_confidence: 0.5,
+            top_tier_guard: 0.2,
             aliases: vec!["auto".into()],
             allow_passthrough: true,
         }
+    }
+}
+
+#[derive(Debug, Clone, Deserialize, Serialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct CacheConfig {
+    pub enabled: bool,
+    /// Cosine similarity a candidate needs before hit verification.
+    pub similarity: f32,
+    /// Per-tier overrides of `similarity`.
+    pub tier_similarity: BTreeMap<String, f32>,
+    /// Tiers whose answers are never cached (e.g. creative work).
+    pub uncached_tiers: Vec<String>,
+    /// Requests with a higher temperature bypass the cache. A request without
+    /// `temperature` counts as 1.0, the API's default.
+    pub max_temperature: f32,
+    /// Seconds an entry lives.
+    pub ttl_secs: u64,
+    pub max_entries: usize,
+    /// Approximate bytes of cached text and vectors.
+    pub max_bytes: usize,
+    /// Seconds between snapshots of the cache file.
+    pub snapshot_interval_secs: u64,
+    /// HNSW search breadth.
+    pub ef_search: usize,
+}
+
+impl Default for CacheConfig {
+    fn default() -> Self {
+        Self {
+            enabled: true,
+            similarity: 0.85,
+            tier_similarity: BTreeMap::new(),
+            uncached_tiers: Vec::new(),
+            max_temperature: 0.7,
+            ttl_secs: 7 * 86_400,
+            max_entries: 100_000,
+            max_bytes: 512 * 1024 * 1024,
+            snapshot_interval_secs: 300,
+            ef_search: 64,
+        }
+    }
+}
+
+impl CacheConfig {
+    pub fn threshold(&self, tier: Option<&str>) -> f32 {
+        tier.and_then(|t| self.tier_similarity.get(t))
+            .copied()
+            .unwrap_or(self.similarity)
     }
 }
 
@@ -314,8 +367,32 @@ impl Config {
                 "must be between 0 and 1".into(),
             ));
         }
+        if !(0.0..=1.0).contains(&self.router.top_tier_guard) {
+            return Err(bad(
+                "router.top_tier_guard",
+                "must be between 0 and 1".into(),
+            ));
+        }
         if self.router.aliases.is_empty() {
             return Err(bad("router.aliases", "needs at least one alias".into()));
+        }
+        for (key, v) in std::iter::once(("cache.similarity".to_string(), self.cache.similarity))
+            .chain(
+                self.cache
+                    .tier_similarity
+                    .iter()
+                    .map(|(t, v)| (format!("cache.tier_similarity.{t}"), *v)),
+            )
+        {
+            if !(0.0..=1.0).contains(&v) {
+                return Err(bad(&key, "must be between 0 and 1".into()));
+            }
+        }
+        if self.cache.max_entries == 0 {
+            return Err(bad("cache.max_entries", "must be at least 1".into()));
+        }
+        if self.cache.ef_search == 0 {
+            return Err(bad("cache.ef_search", "must be at least 1".into()));
         }
         let mut upstream_names = HashSet::new();
         for (i, u) in self.upstreams.iter().enumerate() {

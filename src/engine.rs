@@ -5,11 +5,9 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::Instant;
 
-use serde::Serialize;
-
 use crate::classify::{decide, ClassifyError, Decision, TierHead};
 use crate::config::{Config, RouterConfig};
-use crate::embed::{parse_device, EmbedError, EmbedOptions, EmbedTimings, Embedder};
+use crate::embed::{parse_device, EmbedError, EmbedOptions, EmbedTimings, Embedder, Embedding};
 
 #[derive(Debug, thiserror::Error)]
 pub enum EngineError {
@@ -72,7 +70,7 @@ pub fn load_head(cfg: &Config, embedder: &Embedder) -> Result<(TierHead, PathBuf
         &path,
         embedder.model_id(),
         embedder.weights_sha256(),
-        embedder.dim(),
+        embedder.features_dim(),
     )?;
     check_routing_table(&cfg.router, &head)?;
     Ok((head, path))
@@ -101,12 +99,12 @@ pub fn check_routing_table(router: &RouterConfig, head: &TierHead) -> Result<(),
 }
 
 /// A routing decision with where its time went.
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone)]
 pub struct Routed {
     pub decision: Decision,
     pub timings: EmbedTimings,
     pub head_us: u64,
-    pub embedding: Vec<f32>,
+    pub embedding: Embedding,
 }
 
 pub struct Engine {
@@ -126,11 +124,22 @@ impl Engine {
         })
     }
 
+    /// One throwaway forward pass: starts the thread pools and faults in the weights so
+    /// the first real request does not pay for them.
+    pub fn warm_up(&self) {
+        if let Err(e) = self
+            .embedder
+            .embed(&["warm up", "a second, longer warm-up sentence"])
+        {
+            tracing::warn!(error = %e, "warm-up embedding failed");
+        }
+    }
+
     /// Routes one text on the calling thread.
     pub fn route(&self, text: &str, router: &RouterConfig) -> Result<Routed, EngineError> {
         let (embedding, timings) = self.embedder.embed_one(text)?;
         let t = Instant::now();
-        let pred = self.head.predict(&embedding);
+        let pred = self.head.predict(&embedding.features);
         let decision = decide(&self.head, &pred, router);
         Ok(Routed {
             decision,

@@ -1,6 +1,7 @@
 //! triage: an LLM gateway sidecar that routes each request to the cheapest model
 //! that can handle it, using an on-device sentence embedding and a trained tier head.
 
+pub mod cache;
 pub mod classify;
 pub mod config;
 pub mod embed;

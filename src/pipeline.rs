@@ -435,7 +435,7 @@ impl Pipeline {
                 other => PipelineError::Internal(other.to_string()),
             })?;
         let th = Instant::now();
-        let pred = self.head.predict(&embedded.vector);
+        let pred = self.head.predict(&embedded.embedding.features);
         let mut decision = decide(&self.head, &pred, &self.cfg.router);
         let head_us = th.elapsed().as_micros() as u64;
         let mut sticky = false;

@@ -50,8 +50,9 @@ fn matches_sentence_transformers_reference() {
     let mut worst = 1.0f32;
     for (item, batched) in reference.items.iter().zip(&batch) {
         let (single, _) = embedder.embed_one(&item.text).unwrap();
+        let single = single.vector;
         let c1 = cosine(&single, &item.embedding);
-        let c2 = cosine(batched, &item.embedding);
+        let c2 = cosine(&batched.vector, &item.embedding);
         assert!(c1 >= 0.9999, "{:?}: cosine {c1}", item.text);
         assert!(c2 >= 0.9999, "{:?} (batched): cosine {c2}", item.text);
         let norm: f32 = single.iter().map(|x| x * x).sum::<f32>().sqrt();
@@ -70,7 +71,7 @@ fn matches_sentence_transformers_reference() {
 #[test]
 fn paraphrases_score_far_above_unrelated() {
     let (embedder, _) = load();
-    let e = |t: &str| embedder.embed_one(t).unwrap().0;
+    let e = |t: &str| embedder.embed_one(t).unwrap().0.vector;
     let a = e("How do I reset my password?");
     let b = e("I forgot my password");
     let c = e("The stock market fell sharply on Tuesday");
@@ -87,8 +88,22 @@ fn long_input_is_truncated_not_rejected() {
     let long = "word ".repeat(2000);
     assert_eq!(embedder.count_tokens(&long).unwrap(), 256);
     let (v, _) = embedder.embed_one(&long).unwrap();
-    assert_eq!(v.len(), 384);
-    assert!(v.iter().all(|x| x.is_finite()));
+    assert_eq!(v.vector.len(), 384);
+    assert_eq!(v.features.len(), embedder.features_dim());
+    assert!(v.features.iter().all(|x| x.is_finite()));
+}
+
+#[test]
+fn features_are_unit_blocks_ending_with_the_sentence_vector() {
+    let (embedder, _) = load();
+    assert_eq!(embedder.features_dim(), 10 * 384);
+    let (e, _) = embedder.embed_one("How do I reset my password?").unwrap();
+    for block in e.features.chunks(384) {
+        let n: f32 = block.iter().map(|x| x * x).sum::<f32>().sqrt();
+        assert!((n - 1.0).abs() < 1e-4, "block norm {n}");
+    }
+    // Block 5 is the mean of the last layer: the sentence vector itself.
+    assert_eq!(&e.features[4 * 384..5 * 384], &e.vector[..]);
 }
 
 #[test]

@@ -40,6 +40,10 @@ pub struct HeadMeta {
     pub labels: Vec<String>,
     pub embedding_model: String,
     pub embedding_sha256: String,
+    /// How the input features are computed (see `embed::FEATURE_SPEC`).
+    #[serde(default)]
+    pub features: String,
+    /// Input dimension.
     pub dim: usize,
     pub max_tokens: usize,
     pub training_data_sha256: String,
@@ -169,6 +173,16 @@ impl TierHead {
         weights_sha256: &str,
         dim: usize,
     ) -> Result<(), ClassifyError> {
+        if self.meta.features != crate::embed::FEATURE_SPEC {
+            return Err(ClassifyError::BadHead {
+                path: path.to_path_buf(),
+                message: format!(
+                    "it was trained on features `{}`, this triage computes `{}`; retrain with `triage train`",
+                    self.meta.features,
+                    crate::embed::FEATURE_SPEC
+                ),
+            });
+        }
         if self.meta.embedding_sha256 != weights_sha256 || self.meta.dim != dim {
             return Err(ClassifyError::ModelMismatch(format!(
                 "tier head {} was trained on embeddings of `{}` (weights sha256 {}, dimension {}), \
@@ -228,11 +242,19 @@ pub fn argmax(v: &[f32]) -> usize {
     best
 }
 
-/// Routing policy on top of the head: when the head is unsure (top probability below
-/// `min_confidence`), go one tier up — sending a hard request to a cheap model is the
-/// expensive mistake. Returns the tier index and whether it was raised.
-pub fn apply_min_confidence(pred: &Prediction, min_confidence: f32) -> (usize, bool) {
-    let top = pred.probs.len().saturating_sub(1);
+/// Routing policy on top of the head; sending a hard request to a cheap model is the
+/// expensive mistake, so both rules only ever raise the tier:
+/// - the cheapest tier is chosen only while the top tier's probability stays below
+///   `top_tier_guard`; otherwise the likelier of the tiers above it is used;
+/// - when the head is unsure (top probability below `min_confidence`), go one up.
+///
+/// Returns the tier index and whether the policy raised it.
+pub fn apply_policy(pred: &Prediction, min_confidence: f32, top_tier_guard: f32) -> (usize, bool) {
+    let n = pred.probs.len();
+    let top = n.saturating_sub(1);
+    if pred.tier == 0 && n > 1 && pred.probs[top] >= top_tier_guard {
+        return (1 + argmax(&pred.probs[1..]), true);
+    }
     if pred.confidence() < min_confidence && pred.tier < top {
         (pred.tier + 1, true)
     } else {
@@ -249,6 +271,7 @@ mod tests {
             labels: vec!["SIMPLE".into(), "MODERATE".into(), "COMPLEX".into()],
             embedding_model: "m".into(),
             embedding_sha256: "abc".into(),
+            features: crate::embed::FEATURE_SPEC.into(),
             dim,
             max_tokens: 256,
             training_data_sha256: "d".into(),
@@ -276,13 +299,24 @@ mod tests {
             tier: 0,
             probs: vec![0.45, 0.35, 0.2],
         };
-        assert_eq!(apply_min_confidence(&p, 0.5), (1, true));
-        assert_eq!(apply_min_confidence(&p, 0.4), (0, false));
+        assert_eq!(apply_policy(&p, 0.5, 1.0), (1, true));
+        assert_eq!(apply_policy(&p, 0.4, 1.0), (0, false));
         let top = Prediction {
             tier: 2,
             probs: vec![0.3, 0.3, 0.4],
         };
-        assert_eq!(apply_min_confidence(&top, 0.5), (2, false));
+        assert_eq!(apply_policy(&top, 0.5, 1.0), (2, false));
+    }
+
+    #[test]
+    fn cheapest_tier_needs_a_small_top_tier_probability() {
+        let p = Prediction {
+            tier: 0,
+            probs: vec![0.6, 0.15, 0.25],
+        };
+        // P(top) = 0.25 ≥ 0.2: the likelier of the upper tiers (COMPLEX here).
+        assert_eq!(apply_policy(&p, 0.0, 0.2), (2, true));
+        assert_eq!(apply_policy(&p, 0.0, 0.3), (0, false));
     }
 
     #[test]
@@ -359,7 +393,7 @@ pub fn decide(
     pred: &Prediction,
     router: &crate::config::RouterConfig,
 ) -> Decision {
-    let (idx, raised) = apply_min_confidence(pred, router.min_confidence);
+    let (idx, raised) = apply_policy(pred, router.min_confidence, router.top_tier_guard);
     let labels = head.labels();
     let tier = labels[idx].clone();
     Decision {

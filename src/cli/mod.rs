@@ -1,5 +1,6 @@
 //! Command-line parsing and the commands themselves. The only place that prints.
 
+mod cache;
 mod model;
 mod route;
 mod serve;
@@ -53,6 +54,9 @@ pub enum Command {
     Eval(train::EvalArgs),
     /// Run the sidecar: an OpenAI-compatible proxy that routes each request.
     Serve(serve::ServeArgs),
+    /// Semantic cache tools.
+    #[command(subcommand)]
+    Cache(cache::CacheCommand),
     /// Manage embedding models.
     #[command(subcommand)]
     Model(model::ModelCommand),
@@ -70,6 +74,7 @@ pub fn main() -> ExitCode {
         Command::Eval(a) => train::run_eval(&cli.global, a),
         Command::Serve(a) => serve::run(&cli.global, a),
         Command::Model(c) => model::run(c),
+        Command::Cache(c) => cache::run(&cli.global, c),
     };
     match result {
         Ok(code) => code,

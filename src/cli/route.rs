@@ -56,6 +56,7 @@ pub fn parse_line(line: &str) -> Result<Option<String>, String> {
 pub fn run(g: &super::Global, a: RouteArgs) -> anyhow::Result<ExitCode> {
     let cfg = super::load_config(g)?;
     let engine = Engine::load(&cfg)?;
+    engine.warm_up();
     let stdout = std::io::stdout();
     let mut out = stdout.lock();
     if a.jsonl {

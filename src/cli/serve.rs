@@ -28,6 +28,7 @@ pub fn run(g: &super::Global, a: ServeArgs) -> anyhow::Result<ExitCode> {
         cfg.validate(cfg.source.as_deref().unwrap_or("--listen".as_ref()))?;
     }
     let engine = Engine::load(&cfg)?;
+    engine.warm_up();
     let rt = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .thread_name("triage-io")

@@ -8,8 +8,8 @@ use clap::Args;
 use indicatif::{ProgressBar, ProgressStyle};
 use sha2::{Digest, Sha256};
 use triage::classify::{
-    apply_min_confidence, evaluate, read_examples, tier_index, train_head, EmbeddingCache,
-    HeadMeta, LabeledExample, TrainOptions,
+    apply_policy, evaluate, read_examples, tier_index, train_head, EmbeddingCache, HeadMeta,
+    LabeledExample, TrainOptions,
 };
 use triage::embed::Embedder;
 use triage::engine::{embed_options, head_path, load_head};
@@ -28,11 +28,14 @@ pub struct TrainArgs {
     /// Tier names, cheapest first.
     #[arg(long, value_delimiter = ',', default_value = "SIMPLE,MODERATE,COMPLEX")]
     pub labels: Vec<String>,
-    #[arg(long, default_value_t = 3000)]
+    #[arg(long, default_value_t = 2000)]
     pub max_epochs: usize,
-    #[arg(long, default_value_t = 0.02)]
+    #[arg(long, default_value_t = 0.01)]
     pub learning_rate: f64,
-    #[arg(long, default_value_t = 150)]
+    /// L2 penalty on the weights (over standardized features).
+    #[arg(long, default_value_t = 0.07)]
+    pub l2: f64,
+    #[arg(long, default_value_t = 100)]
     pub patience: usize,
     /// Embedding cache directory (default: DATA_DIR/embed-cache).
     #[arg(long)]
@@ -81,7 +84,7 @@ pub fn embed_all(
         for chunk in sorted.chunks(32) {
             let (vecs, _) = embedder.embed(chunk)?;
             for (t, v) in chunk.iter().zip(vecs) {
-                cache.insert(t, v);
+                cache.insert(t, v.features);
             }
             pb.inc(chunk.len() as u64);
         }
@@ -152,7 +155,7 @@ pub fn run_train(g: &super::Global, a: TrainArgs) -> anyhow::Result<ExitCode> {
         &cache_dir,
         embedder.weights_sha256(),
         embedder.max_tokens(),
-        embedder.dim(),
+        embedder.features_dim(),
     );
     let cached_before = cache.len();
     let train_texts: Vec<&str> = train.iter().map(|e| e.text.as_str()).collect();
@@ -169,7 +172,8 @@ pub fn run_train(g: &super::Global, a: TrainArgs) -> anyhow::Result<ExitCode> {
         labels: a.labels.clone(),
         embedding_model: embedder.model_id().to_string(),
         embedding_sha256: embedder.weights_sha256().to_string(),
-        dim: embedder.dim(),
+        features: triage::embed::FEATURE_SPEC.to_string(),
+        dim: embedder.features_dim(),
         max_tokens: embedder.max_tokens(),
         training_data_sha256: sha256_files(&[&a.train, &a.validation])?,
         train_examples: train.len(),
@@ -180,8 +184,8 @@ pub fn run_train(g: &super::Global, a: TrainArgs) -> anyhow::Result<ExitCode> {
     let opts = TrainOptions {
         max_epochs: a.max_epochs,
         learning_rate: a.learning_rate,
+        l2: a.l2,
         patience: a.patience,
-        ..TrainOptions::default()
     };
     let pb = bar(opts.max_epochs, "training");
     let (mut head, report) = train_head(&tx, &ty, &vx, &vy, meta, &opts, |epoch, tl, vl| {
@@ -192,7 +196,14 @@ pub fn run_train(g: &super::Global, a: TrainArgs) -> anyhow::Result<ExitCode> {
     // Routed metrics: the head plus the min_confidence policy, as serve applies it.
     let routed_pred: Vec<usize> = vx
         .iter()
-        .map(|x| apply_min_confidence(&head.predict(x), cfg.router.min_confidence).0)
+        .map(|x| {
+            apply_policy(
+                &head.predict(x),
+                cfg.router.min_confidence,
+                cfg.router.top_tier_guard,
+            )
+            .0
+        })
         .collect();
     let routed = evaluate(&a.labels, &vy, &routed_pred);
     let mut meta = head.meta().clone();
@@ -212,8 +223,9 @@ pub fn run_train(g: &super::Global, a: TrainArgs) -> anyhow::Result<ExitCode> {
     );
     println!("\nvalidation, head argmax:\n{}", report.val.render());
     println!(
-        "validation, routed (min_confidence {}):\n{}",
+        "validation, routed (min_confidence {}, top_tier_guard {}):\n{}",
         cfg.router.min_confidence,
+        cfg.router.top_tier_guard,
         routed.render()
     );
     println!(
@@ -235,7 +247,7 @@ pub fn run_eval(g: &super::Global, a: EvalArgs) -> anyhow::Result<ExitCode> {
         &super::data_dir(g, &cfg).join("embed-cache"),
         embedder.weights_sha256(),
         embedder.max_tokens(),
-        embedder.dim(),
+        embedder.features_dim(),
     );
     let texts: Vec<&str> = examples.iter().map(|e| e.text.as_str()).collect();
     let xs = embed_all(&embedder, &mut cache, &texts)?;
@@ -243,7 +255,7 @@ pub fn run_eval(g: &super::Global, a: EvalArgs) -> anyhow::Result<ExitCode> {
     let argmax: Vec<usize> = preds.iter().map(|p| p.tier).collect();
     let routed: Vec<usize> = preds
         .iter()
-        .map(|p| apply_min_confidence(p, cfg.router.min_confidence).0)
+        .map(|p| apply_policy(p, cfg.router.min_confidence, cfg.router.top_tier_guard).0)
         .collect();
     let head_report = evaluate(&labels, &truth, &argmax);
     let routed_report = evaluate(&labels, &truth, &routed);
@@ -255,6 +267,7 @@ pub fn run_eval(g: &super::Global, a: EvalArgs) -> anyhow::Result<ExitCode> {
                 "head": head_report,
                 "routed": routed_report,
                 "min_confidence": cfg.router.min_confidence,
+                "top_tier_guard": cfg.router.top_tier_guard,
             })
         );
     } else {
@@ -264,8 +277,9 @@ pub fn run_eval(g: &super::Global, a: EvalArgs) -> anyhow::Result<ExitCode> {
             head_report.render()
         );
         println!(
-            "routed (min_confidence {}: low confidence goes one tier up)\n{}",
+            "routed (min_confidence {}, top_tier_guard {})\n{}",
             cfg.router.min_confidence,
+            cfg.router.top_tier_guard,
             routed_report.render()
         );
     }

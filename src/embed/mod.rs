@@ -1,18 +1,19 @@
 //! Sentence embeddings on the device: model loading, tokenization, forward pass,
 //! masked mean pooling and L2 normalization. Knows nothing about tiers.
 
+pub mod bert;
 pub mod import;
 mod pool;
 
 pub use import::{import_model, ImportReport};
-pub use pool::{EmbedPool, PoolError, PoolStats};
+pub use pool::{EmbedPool, Embedded, PoolError, PoolStats};
 
 use std::path::{Path, PathBuf};
 use std::time::Instant;
 
 use candle_core::{DType, Device, Tensor};
 use candle_nn::VarBuilder;
-use candle_transformers::models::bert::{BertModel, Config as BertConfig};
+use candle_transformers::models::bert::Config as BertConfig;
 use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
 use tokenizers::{PaddingParams, PaddingStrategy, Tokenizer, TruncationParams};
@@ -200,9 +201,24 @@ pub struct EmbedTimings {
     pub pool_us: u64,
 }
 
+/// How the router's feature vector is built from one forward pass. A head records
+/// it, and a head built on other features is refused.
+pub const FEATURE_SPEC: &str =
+    "mean+max over tokens of each of the last 5 layers, each L2-normalized";
+/// Layers pooled into the routing features (or all, for shallower models).
+const FEATURE_LAYERS: usize = 5;
+
+/// One text's embedding: the sentence vector (masked mean of the last layer, unit
+/// length: what the cache indexes) and the router's richer feature vector.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Embedding {
+    pub vector: Vec<f32>,
+    pub features: Vec<f32>,
+}
+
 /// A loaded sentence-embedding model.
 pub struct Embedder {
-    model: BertModel,
+    model: bert::Bert,
     tokenizer: Tokenizer,
     device: Device,
     dim: usize,
@@ -290,7 +306,7 @@ impl Embedder {
         // while running, and a concurrent external modification is outside our contract.
         let vb =
             unsafe { VarBuilder::from_mmaped_safetensors(&[&files.weights], DType::F32, &device)? };
-        let model = BertModel::load(vb, &config)
+        let model = bert::Bert::load(vb, &config)
             .map_err(|e| bad(format!("weights do not fit a BERT model: {e}")))?;
         Ok(Self {
             model,
@@ -303,8 +319,13 @@ impl Embedder {
         })
     }
 
+    /// Dimension of the sentence vector.
     pub fn dim(&self) -> usize {
         self.dim
+    }
+    /// Dimension of the routing features.
+    pub fn features_dim(&self) -> usize {
+        2 * self.model.num_layers().min(FEATURE_LAYERS) * self.dim
     }
     pub fn model_id(&self) -> &str {
         &self.model_id
@@ -325,16 +346,19 @@ impl Embedder {
         Ok(enc.get_ids().len())
     }
 
-    pub fn embed_one(&self, text: &str) -> Result<(Vec<f32>, EmbedTimings), EmbedError> {
+    pub fn embed_one(&self, text: &str) -> Result<(Embedding, EmbedTimings), EmbedError> {
         let (mut v, t) = self.embed(&[text])?;
-        Ok((v.pop().unwrap_or_default(), t))
+        let e = v
+            .pop()
+            .ok_or_else(|| EmbedError::Tokenizer("no output".into()))?;
+        Ok((e, t))
     }
 
-    /// Embeds a batch: one unit-length vector per input.
+    /// Embeds a batch: one sentence vector and one feature vector per input.
     pub fn embed<S: AsRef<str>>(
         &self,
         texts: &[S],
-    ) -> Result<(Vec<Vec<f32>>, EmbedTimings), EmbedError> {
+    ) -> Result<(Vec<Embedding>, EmbedTimings), EmbedError> {
         if texts.is_empty() {
             return Ok((Vec::new(), EmbedTimings::default()));
         }
@@ -355,14 +379,31 @@ impl Embedder {
         let t1 = Instant::now();
         let ids = Tensor::from_vec(ids, (batch, seq), &self.device)?;
         let mask = Tensor::from_vec(mask, (batch, seq), &self.device)?;
-        let type_ids = ids.zeros_like()?;
-        let hidden = self.model.forward(&ids, &type_ids, Some(&mask))?;
+        let layers = self.model.forward(&ids, &mask)?;
         let t2 = Instant::now();
-        let pooled = mean_pool_normalize(&hidden, &mask)?;
-        let vectors = pooled.to_vec2::<f32>()?;
+        let mask3 = mask.to_dtype(DType::F32)?.unsqueeze(2)?;
+        let pooled = &layers[layers.len().saturating_sub(FEATURE_LAYERS)..];
+        let mut blocks = Vec::with_capacity(2 * pooled.len());
+        for l in pooled {
+            blocks.push(bert::masked_mean_l2(l, &mask3)?);
+        }
+        for l in pooled {
+            blocks.push(bert::masked_max_l2(l, &mask3)?);
+        }
+        let sentence = blocks[pooled.len() - 1]
+            .to_device(&Device::Cpu)?
+            .to_vec2::<f32>()?;
+        let features = Tensor::cat(&blocks, 1)?
+            .to_device(&Device::Cpu)?
+            .to_vec2::<f32>()?;
+        let out = sentence
+            .into_iter()
+            .zip(features)
+            .map(|(vector, features)| Embedding { vector, features })
+            .collect();
         let t3 = Instant::now();
         Ok((
-            vectors,
+            out,
             EmbedTimings {
                 tokenize_us: (t1 - t0).as_micros() as u64,
                 forward_us: (t2 - t1).as_micros() as u64,
@@ -370,20 +411,6 @@ impl Embedder {
             },
         ))
     }
-}
-
-/// Mean over the tokens the attention mask keeps, then L2 normalization.
-fn mean_pool_normalize(hidden: &Tensor, mask: &Tensor) -> candle_core::Result<Tensor> {
-    let mask = mask.to_dtype(DType::F32)?.unsqueeze(2)?; // (b, s, 1)
-    let summed = hidden.broadcast_mul(&mask)?.sum(1)?; // (b, h)
-    let counts = mask.sum(1)?.clamp(1e-9f32, f32::MAX)?; // (b, 1)
-    let mean = summed.broadcast_div(&counts)?;
-    let norm = mean
-        .sqr()?
-        .sum_keepdim(1)?
-        .sqrt()?
-        .clamp(1e-12f32, f32::MAX)?;
-    mean.broadcast_div(&norm)?.to_device(&Device::Cpu)
 }
 
 /// Cosine similarity of two vectors (dot product when both are unit length).

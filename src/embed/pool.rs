@@ -9,7 +9,7 @@ use std::time::Instant;
 use crossbeam_channel::{bounded, Receiver, Sender, TrySendError};
 use tokio::sync::oneshot;
 
-use super::{EmbedTimings, Embedder};
+use super::{EmbedTimings, Embedder, Embedding};
 
 #[derive(Debug, thiserror::Error, Clone)]
 pub enum PoolError {
@@ -24,7 +24,7 @@ pub enum PoolError {
 /// One embedded text, with where its time went.
 #[derive(Debug, Clone)]
 pub struct Embedded {
-    pub vector: Vec<f32>,
+    pub embedding: Embedding,
     pub timings: EmbedTimings,
     /// Time spent waiting in the queue, in microseconds.
     pub queue_us: u64,
@@ -141,12 +141,12 @@ fn worker(rx: Receiver<Job>, embedder: Arc<Embedder>, max_batch: usize, stats: A
         stats.batches.fetch_add(1, Ordering::Relaxed);
         stats.items.fetch_add(n as u64, Ordering::Relaxed);
         match result {
-            Ok((vectors, timings)) => {
-                for (job, vector) in jobs.drain(..).zip(vectors) {
+            Ok((embeddings, timings)) => {
+                for (job, embedding) in jobs.drain(..).zip(embeddings) {
                     let queue_us =
                         started.saturating_duration_since(job.enqueued).as_micros() as u64;
                     let _ = job.reply.send(Ok(Embedded {
-                        vector,
+                        embedding,
                         timings,
                         queue_us,
                         batch_size: n,

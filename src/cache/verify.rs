@@ -1,0 +1,2030 @@
+//! Hit verification: would the stored answer to request A be a correct answer to
+//! request B? Similarity alone cannot tell "12% of 250" from "12% of 260". After the
+//! similarity threshold, every hit must pass these guards; any one failing is a miss.
+//!
+//! The guards compare what changes an answer: numbers and versions, dates and
+//! times, units and currencies, languages (natural and programming), negation,
+//! antonyms, the order of a relation, and finally any content word that one side
+//! has and the other lacks, after typos, inflections, fillers and a small synonym
+//! table are accounted for. A wrong hit is worse than a miss, so the guards err
+//! towards "different".
+
+use std::collections::{BTreeMap, BTreeSet};
+
+/// Why two requests are not the same question.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Mismatch {
+    /// Short machine-readable reason: number, datetime, unit, language, negation,
+    /// antonym, direction, content.
+    pub kind: &'static str,
+    pub detail: String,
+}
+
+impl std::fmt::Display for Mismatch {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{}: {}", self.kind, self.detail)
+    }
+}
+
+/// All reasons a verdict can name, for stats.
+pub const MISMATCH_KINDS: [&str; 8] = [
+    "number",
+    "datetime",
+    "unit",
+    "language",
+    "negation",
+    "antonym",
+    "direction",
+    "content",
+];
+
+const NUMBER_WORDS: &[(&str, &str)] = &[
+    ("zero", "0"),
+    ("one", "1"),
+    ("two", "2"),
+    ("three", "3"),
+    ("four", "4"),
+    ("five", "5"),
+    ("six", "6"),
+    ("seven", "7"),
+    ("eight", "8"),
+    ("nine", "9"),
+    ("ten", "10"),
+    ("eleven", "11"),
+    ("twelve", "12"),
+    ("thirteen", "13"),
+    ("fourteen", "14"),
+    ("fifteen", "15"),
+    ("sixteen", "16"),
+    ("seventeen", "17"),
+    ("eighteen", "18"),
+    ("nineteen", "19"),
+    ("twenty", "20"),
+    ("thirty", "30"),
+    ("forty", "40"),
+    ("fifty", "50"),
+    ("sixty", "60"),
+    ("seventy", "70"),
+    ("eighty", "80"),
+    ("ninety", "90"),
+    ("hundred", "100"),
+    ("thousand", "1000"),
+    ("million", "1000000"),
+    ("billion", "1000000000"),
+    ("dozen", "12"),
+    ("half", "0.5"),
+    ("quarter", "0.25"),
+    ("first", "1st"),
+    ("second", "2nd"),
+    ("third", "3rd"),
+    ("fourth", "4th"),
+    ("fifth", "5th"),
+    ("once", "1x"),
+    ("twice", "2x"),
+    ("double", "2x"),
+    ("triple", "3x"),
+    ("single", "1"),
+    ("couple", "2"),
+    ("pair", "2"),
+    ("uno", "1"),
+    ("dos", "2"),
+    ("tres", "3"),
+    ("eins", "1"),
+    ("zwei", "2"),
+    ("drei", "3"),
+    ("deux", "2"),
+    ("trois", "3"),
+];
+
+const DATETIME_WORDS: &[&str] = &[
+    "january",
+    "february",
+    "march",
+    "april",
+    "may",
+    "june",
+    "july",
+    "august",
+    "september",
+    "october",
+    "november",
+    "december",
+    "jan",
+    "feb",
+    "mar",
+    "apr",
+    "jun",
+    "jul",
+    "aug",
+    "sep",
+    "sept",
+    "oct",
+    "nov",
+    "dec",
+    "monday",
+    "tuesday",
+    "wednesday",
+    "thursday",
+    "friday",
+    "saturday",
+    "sunday",
+    "mon",
+    "tue",
+    "tues",
+    "wed",
+    "thu",
+    "thurs",
+    "fri",
+    "today",
+    "tomorrow",
+    "yesterday",
+    "tonight",
+    "morning",
+    "afternoon",
+    "evening",
+    "noon",
+    "midnight",
+    "weekend",
+    "weekday",
+    "weekdays",
+    "weekends",
+    "weekly",
+    "monthly",
+    "yearly",
+    "annual",
+    "annually",
+    "hourly",
+    "quarterly",
+    "am",
+    "pm",
+    "last",
+    "next",
+    "previous",
+    "upcoming",
+    "ago",
+    "spring",
+    "summer",
+    "autumn",
+    "winter",
+    "christmas",
+    "easter",
+    "utc",
+    "gmt",
+    "pst",
+    "cet",
+    "hoy",
+    "mañana",
+    "ayer",
+    "heute",
+    "morgen",
+    "gestern",
+    "aujourd'hui",
+    "demain",
+];
+
+/// Durations: compared only when a number is present ("3 days" vs "3 weeks");
+/// without one they only frame a "how long" question.
+const DURATIONS: &[(&str, &str)] = &[
+    ("second", "second"),
+    ("seconds", "second"),
+    ("sec", "second"),
+    ("secs", "second"),
+    ("minute", "minute"),
+    ("minutes", "minute"),
+    ("min", "minute"),
+    ("mins", "minute"),
+    ("hour", "hour"),
+    ("hours", "hour"),
+    ("hr", "hour"),
+    ("hrs", "hour"),
+    ("day", "day"),
+    ("days", "day"),
+    ("daily", "day"),
+    ("week", "week"),
+    ("weeks", "week"),
+    ("month", "month"),
+    ("months", "month"),
+    ("year", "year"),
+    ("years", "year"),
+    ("yr", "year"),
+    ("yrs", "year"),
+    ("decade", "decade"),
+    ("decades", "decade"),
+    ("century", "century"),
+    ("night", "night"),
+    ("nights", "night"),
+];
+
+const UNIT_WORDS: &[(&str, &str)] = &[
+    ("km", "km"),
+    ("kms", "km"),
+    ("kilometer", "km"),
+    ("kilometre", "km"),
+    ("mile", "mile"),
+    ("mi", "mile"),
+    ("m", "m"),
+    ("meter", "m"),
+    ("metre", "m"),
+    ("cm", "cm"),
+    ("centimeter", "cm"),
+    ("mm", "mm"),
+    ("millimeter", "mm"),
+    ("inch", "inch"),
+    ("in.", "inch"),
+    ("ft", "ft"),
+    ("foot", "ft"),
+    ("feet", "ft"),
+    ("yard", "yard"),
+    ("yd", "yard"),
+    ("kg", "kg"),
+    ("kilogram", "kg"),
+    ("kilo", "kg"),
+    ("g", "g"),
+    ("gram", "g"),
+    ("mg", "mg"),
+    ("lb", "lb"),
+    ("lbs", "lb"),
+    ("pound", "lb"),
+    ("oz", "oz"),
+    ("ounce", "oz"),
+    ("stone", "stone"),
+    ("ton", "ton"),
+    ("tonne", "tonne"),
+    ("liter", "l"),
+    ("litre", "l"),
+    ("l", "l"),
+    ("ml", "ml"),
+    ("milliliter", "ml"),
+    ("gallon", "gallon"),
+    ("gal", "gallon"),
+    ("quart", "quart"),
+    ("pint", "pint"),
+    ("cup", "cup"),
+    ("tbsp", "tbsp"),
+    ("tablespoon", "tbsp"),
+    ("tsp", "tsp"),
+    ("teaspoon", "tsp"),
+    ("celsius", "celsius"),
+    ("centigrade", "celsius"),
+    ("°c", "celsius"),
+    ("fahrenheit", "fahrenheit"),
+    ("°f", "fahrenheit"),
+    ("kelvin", "kelvin"),
+    ("mph", "mph"),
+    ("kph", "kmh"),
+    ("km/h", "kmh"),
+    ("kmh", "kmh"),
+    ("knot", "knot"),
+    ("b", "byte"),
+    ("byte", "byte"),
+    ("bit", "bit"),
+    ("kilobyte", "kb"),
+    ("kilobit", "kbit"),
+    ("megabyte", "mb"),
+    ("megabit", "mbit"),
+    ("gigabyte", "gb"),
+    ("gigabit", "gbit"),
+    ("terabyte", "tb"),
+    ("mebibyte", "mib"),
+    ("gibibyte", "gib"),
+    ("kbit", "kbit"),
+    ("mbit", "mbit"),
+    ("gbit", "gbit"),
+    ("kb", "kb"),
+    ("kib", "kib"),
+    ("mb", "mb"),
+    ("mib", "mib"),
+    ("gb", "gb"),
+    ("gib", "gib"),
+    ("tb", "tb"),
+    ("tib", "tib"),
+    ("kbps", "kbps"),
+    ("mbps", "mbps"),
+    ("gbps", "gbps"),
+    ("hz", "hz"),
+    ("khz", "khz"),
+    ("mhz", "mhz"),
+    ("ghz", "ghz"),
+    ("w", "watt"),
+    ("watt", "watt"),
+    ("kw", "kw"),
+    ("kwh", "kwh"),
+    ("v", "volt"),
+    ("volt", "volt"),
+    ("amp", "amp"),
+    ("mah", "mah"),
+    ("calorie", "kcal"),
+    ("kcal", "kcal"),
+    ("kj", "kj"),
+    ("joule", "joule"),
+    ("acre", "acre"),
+    ("hectare", "hectare"),
+    ("ms", "ms"),
+    ("millisecond", "ms"),
+    ("usd", "usd"),
+    ("$", "usd"),
+    ("dollar", "usd"),
+    ("eur", "eur"),
+    ("€", "eur"),
+    ("euro", "eur"),
+    ("gbp", "gbp"),
+    ("£", "gbp"),
+    ("sterling", "gbp"),
+    ("jpy", "jpy"),
+    ("¥", "jpy"),
+    ("yen", "jpy"),
+    ("cny", "cny"),
+    ("yuan", "cny"),
+    ("rmb", "cny"),
+    ("inr", "inr"),
+    ("₹", "inr"),
+    ("rupee", "inr"),
+    ("cad", "cad"),
+    ("aud", "aud"),
+    ("chf", "chf"),
+    ("franc", "chf"),
+    ("mxn", "mxn"),
+    ("peso", "mxn"),
+    ("btc", "btc"),
+    ("bitcoin", "btc"),
+    ("eth", "eth"),
+    ("%", "percent"),
+    ("percent", "percent"),
+    ("percentage", "percent"),
+    ("degree", "degree"),
+    ("°", "degree"),
+    ("radian", "radian"),
+];
+
+const LANGUAGES: &[&str] = &[
+    "english",
+    "spanish",
+    "french",
+    "german",
+    "dutch",
+    "danish",
+    "swedish",
+    "norwegian",
+    "finnish",
+    "icelandic",
+    "italian",
+    "portuguese",
+    "brazilian",
+    "russian",
+    "ukrainian",
+    "polish",
+    "czech",
+    "slovak",
+    "hungarian",
+    "romanian",
+    "bulgarian",
+    "serbian",
+    "croatian",
+    "greek",
+    "turkish",
+    "arabic",
+    "hebrew",
+    "persian",
+    "farsi",
+    "hindi",
+    "bengali",
+    "urdu",
+    "punjabi",
+    "tamil",
+    "telugu",
+    "marathi",
+    "chinese",
+    "mandarin",
+    "cantonese",
+    "japanese",
+    "korean",
+    "vietnamese",
+    "thai",
+    "indonesian",
+    "malay",
+    "tagalog",
+    "filipino",
+    "swahili",
+    "catalan",
+    "basque",
+    "galician",
+    "welsh",
+    "irish",
+    "latin",
+    "esperanto",
+    "british",
+    "american",
+    "australian",
+    "canadian",
+    "mexican",
+    "castilian",
+    "simplified",
+    "traditional",
+    "español",
+    "inglés",
+    "ingles",
+    "francés",
+    "alemán",
+    "aleman",
+    "italiano",
+    "portugués",
+    "deutsch",
+    "englisch",
+    "französisch",
+    "spanisch",
+    "italienisch",
+    "français",
+    "anglais",
+    "allemand",
+    "espagnol",
+    "italien",
+    "python",
+    "javascript",
+    "typescript",
+    "java",
+    "kotlin",
+    "go",
+    "golang",
+    "rust",
+    "c",
+    "c++",
+    "cpp",
+    "c#",
+    "csharp",
+    "ruby",
+    "php",
+    "swift",
+    "scala",
+    "haskell",
+    "perl",
+    "r",
+    "sql",
+    "bash",
+    "shell",
+    "zsh",
+    "powershell",
+    "lua",
+    "dart",
+    "elixir",
+    "erlang",
+    "julia",
+    "matlab",
+    "fortran",
+    "cobol",
+    "clojure",
+    "ocaml",
+    "f#",
+    "groovy",
+    "objective-c",
+    "assembly",
+    "wasm",
+    "html",
+    "css",
+    "json",
+    "yaml",
+    "toml",
+    "xml",
+    "csv",
+    "markdown",
+    "latex",
+    "excel",
+    "regex",
+    "node",
+    "nodejs",
+    "react",
+    "vue",
+    "angular",
+    "svelte",
+    "django",
+    "flask",
+    "rails",
+    "spring",
+    "postgres",
+    "postgresql",
+    "mysql",
+    "sqlite",
+    "mongodb",
+    "redis",
+    "oracle",
+    "mssql",
+];
+
+const NEGATIONS: &[&str] = &[
+    "not",
+    "no",
+    "never",
+    "without",
+    "none",
+    "nothing",
+    "neither",
+    "nor",
+    "except",
+    "excluding",
+    "cannot",
+    "can't",
+    "cant",
+    "don't",
+    "dont",
+    "doesn't",
+    "doesnt",
+    "didn't",
+    "didnt",
+    "won't",
+    "wont",
+    "isn't",
+    "isnt",
+    "aren't",
+    "arent",
+    "wasn't",
+    "wasnt",
+    "weren't",
+    "shouldn't",
+    "shouldnt",
+    "wouldn't",
+    "wouldnt",
+    "couldn't",
+    "couldnt",
+    "mustn't",
+    "haven't",
+    "hasn't",
+    "hadn't",
+    "nobody",
+    "nowhere",
+    "non",
+    "un",
+    "dis",
+    "nicht",
+    "kein",
+    "keine",
+    "keinen",
+    "ohne",
+    "nie",
+    "pas",
+    "ne",
+    "sans",
+    "jamais",
+    "sin",
+    "nunca",
+    "ni",
+    "nada",
+    "niente",
+    "senza",
+    "mai",
+    "não",
+    "nao",
+    "sem",
+    "outof",
+];
+
+/// Pairs whose members change an answer when one replaces the other.
+const ANTONYMS: &[(&str, &str)] = &[
+    ("enable", "disable"),
+    ("upload", "download"),
+    ("increase", "decrease"),
+    ("increase", "reduce"),
+    ("raise", "lower"),
+    ("encrypt", "decrypt"),
+    ("encode", "decode"),
+    ("compress", "decompress"),
+    ("zip", "unzip"),
+    ("buy", "sell"),
+    ("import", "export"),
+    ("install", "uninstall"),
+    ("add", "remove"),
+    ("add", "delete"),
+    ("add", "subtract"),
+    ("include", "exclude"),
+    ("open", "close"),
+    ("start", "stop"),
+    ("start", "end"),
+    ("begin", "end"),
+    ("min", "max"),
+    ("minimum", "maximum"),
+    ("cheap", "expensive"),
+    ("cheapest", "expensive"),
+    ("best", "worst"),
+    ("before", "after"),
+    ("above", "below"),
+    ("more", "less"),
+    ("more", "fewer"),
+    ("higher", "lower"),
+    ("high", "low"),
+    ("highest", "lowest"),
+    ("faster", "slower"),
+    ("fast", "slow"),
+    ("first", "last"),
+    ("pro", "con"),
+    ("advantage", "disadvantage"),
+    ("benefit", "drawback"),
+    ("benefit", "risk"),
+    ("allow", "block"),
+    ("allow", "deny"),
+    ("accept", "reject"),
+    ("approve", "deny"),
+    ("approve", "reject"),
+    ("lock", "unlock"),
+    ("subscribe", "unsubscribe"),
+    ("join", "leave"),
+    ("hot", "cold"),
+    ("warm", "cool"),
+    ("inside", "outside"),
+    ("input", "output"),
+    ("push", "pull"),
+    ("send", "receive"),
+    ("login", "logout"),
+    ("signin", "signout"),
+    ("up", "down"),
+    ("in", "out"),
+    ("on", "off"),
+    ("left", "right"),
+    ("north", "south"),
+    ("east", "west"),
+    ("early", "late"),
+    ("gain", "lose"),
+    ("win", "lose"),
+    ("profit", "loss"),
+    ("plus", "minus"),
+    ("multiply", "divide"),
+    ("expand", "collapse"),
+    ("connect", "disconnect"),
+    ("mount", "unmount"),
+    ("show", "hide"),
+    ("visible", "hidden"),
+    ("public", "private"),
+    ("serialize", "deserialize"),
+    ("positive", "negative"),
+    ("true", "false"),
+    ("success", "failure"),
+    ("legal", "illegal"),
+    ("safe", "unsafe"),
+    ("safe", "dangerous"),
+    ("easy", "hard"),
+    ("easy", "difficult"),
+    ("simple", "complex"),
+    ("long", "short"),
+    ("longest", "shortest"),
+    ("big", "small"),
+    ("large", "small"),
+    ("largest", "smallest"),
+    ("biggest", "smallest"),
+    ("heavy", "light"),
+    ("old", "new"),
+    ("old", "young"),
+    ("oldest", "newest"),
+    ("male", "female"),
+    ("man", "woman"),
+    ("men", "women"),
+    ("boy", "girl"),
+    ("day", "night"),
+    ("summer", "winter"),
+    ("arrive", "depart"),
+    ("arrival", "departure"),
+    ("entry", "exit"),
+    ("ascending", "descending"),
+    ("asc", "desc"),
+    ("least", "most"),
+    ("under", "over"),
+    ("underweight", "overweight"),
+    ("gain", "loss"),
+    ("win", "loss"),
+    ("strong", "weak"),
+    ("wet", "dry"),
+    ("full", "empty"),
+    ("light", "dark"),
+    ("white", "black"),
+    ("yes", "no"),
+    ("always", "never"),
+    ("all", "none"),
+    ("everything", "nothing"),
+    ("sync", "async"),
+    ("synchronous", "asynchronous"),
+    ("client", "server"),
+    ("frontend", "backend"),
+    ("read", "write"),
+    ("encrypt", "hash"),
+    ("upgrade", "downgrade"),
+    ("import", "export"),
+    ("inbound", "outbound"),
+    ("incoming", "outgoing"),
+    ("internal", "external"),
+    ("horizontal", "vertical"),
+    ("upper", "lower"),
+    ("uppercase", "lowercase"),
+    ("maximize", "minimize"),
+    ("earn", "spend"),
+    ("borrow", "lend"),
+    ("debit", "credit"),
+    ("deposit", "withdraw"),
+    ("rent", "buy"),
+    ("lease", "buy"),
+    ("like", "dislike"),
+    ("love", "hate"),
+    ("agree", "disagree"),
+    ("eat", "avoid"),
+    ("include", "avoid"),
+    ("keep", "avoid"),
+    ("allow", "prevent"),
+    ("hyperthyroidism", "hypothyroidism"),
+    ("hypertension", "hypotension"),
+    ("hyperglycemia", "hypoglycemia"),
+    ("mutable", "immutable"),
+    ("valid", "invalid"),
+    ("more", "less"),
+    ("cause", "cure"),
+    ("cause", "prevent"),
+    ("symptom", "cure"),
+    ("import", "export"),
+    ("forward", "backward"),
+    ("next", "previous"),
+    ("older", "newer"),
+    ("newest", "oldest"),
+    ("clockwise", "counterclockwise"),
+    ("row", "column"),
+    ("rows", "columns"),
+    ("prefix", "suffix"),
+    ("leading", "trailing"),
+    ("head", "tail"),
+    ("top", "bottom"),
+    ("front", "back"),
+    ("past", "future"),
+    ("mac", "windows"),
+    ("windows", "linux"),
+    ("mac", "linux"),
+    ("ios", "android"),
+    ("iphone", "android"),
+];
+
+/// Words that carry no question of their own.
+const FILLERS: &[&str] = &[
+    "a",
+    "an",
+    "the",
+    "this",
+    "that",
+    "these",
+    "those",
+    "it",
+    "its",
+    "it's",
+    "i",
+    "i'm",
+    "im",
+    "i've",
+    "ive",
+    "i'd",
+    "me",
+    "my",
+    "mine",
+    "we",
+    "us",
+    "our",
+    "you",
+    "your",
+    "yours",
+    "u",
+    "ur",
+    "he",
+    "she",
+    "they",
+    "them",
+    "their",
+    "is",
+    "are",
+    "was",
+    "were",
+    "be",
+    "been",
+    "being",
+    "am",
+    "do",
+    "does",
+    "did",
+    "doing",
+    "done",
+    "have",
+    "has",
+    "had",
+    "having",
+    "can",
+    "could",
+    "would",
+    "should",
+    "will",
+    "shall",
+    "may",
+    "might",
+    "must",
+    "need",
+    "needs",
+    "want",
+    "wanna",
+    "like",
+    "please",
+    "pls",
+    "plz",
+    "thanks",
+    "thank",
+    "thx",
+    "hi",
+    "hello",
+    "hey",
+    "there",
+    "ok",
+    "okay",
+    "so",
+    "well",
+    "just",
+    "really",
+    "actually",
+    "basically",
+    "quick",
+    "quickly",
+    "question",
+    "wondering",
+    "wonder",
+    "curious",
+    "know",
+    "tell",
+    "explain",
+    "help",
+    "helps",
+    "anyone",
+    "someone",
+    "somebody",
+    "possible",
+    "able",
+    "way",
+    "ways",
+    "what",
+    "what's",
+    "whats",
+    "which",
+    "who",
+    "whom",
+    "whose",
+    "how",
+    "how's",
+    "why",
+    "where",
+    "when",
+    "if",
+    "whether",
+    "of",
+    "for",
+    "in",
+    "at",
+    "by",
+    "with",
+    "about",
+    "as",
+    "and",
+    "or",
+    "but",
+    "also",
+    "too",
+    "to",
+    "from",
+    "into",
+    "onto",
+    "any",
+    "some",
+    "get",
+    "got",
+    "getting",
+    "go",
+    "going",
+    "make",
+    "made",
+    "exactly",
+    "kindly",
+    "let",
+    "let's",
+    "lets",
+    "give",
+    "show",
+    "find",
+    "out",
+    "up",
+    "mean",
+    "means",
+    "meaning",
+    "say",
+    "says",
+    "said",
+    "one",
+    "thing",
+    "things",
+    "stuff",
+    "kind",
+    "sort",
+    "type",
+    "then",
+    "than",
+    "there's",
+    "here",
+    "again",
+    "still",
+    "yet",
+    "already",
+    "currently",
+    "now",
+    "via",
+    "per",
+    "each",
+    "every",
+    "much",
+    "many",
+    "very",
+    "quite",
+    "pretty",
+    "bit",
+    "lot",
+    "lots",
+    "try",
+    "trying",
+    "tried",
+    "use",
+    "using",
+    "used",
+    "guys",
+    "folks",
+    "team",
+    "sir",
+    "madam",
+    "dear",
+    "hmm",
+    "um",
+    "uh",
+    "btw",
+    "fyi",
+    "asap",
+    "cheers",
+    "regards",
+    "greetings",
+    "does",
+    "doesn't",
+    "on",
+    "off",
+    "is",
+    "el",
+    "la",
+    "los",
+    "las",
+    "un",
+    "una",
+    "de",
+    "del",
+    "que",
+    "qué",
+    "cómo",
+    "como",
+    "por",
+    "para",
+    "es",
+    "en",
+    "y",
+    "o",
+    "mi",
+    "me",
+    "der",
+    "die",
+    "das",
+    "ein",
+    "eine",
+    "ist",
+    "wie",
+    "was",
+    "ich",
+    "mein",
+    "meine",
+    "und",
+    "le",
+    "les",
+    "une",
+    "des",
+    "est",
+    "je",
+    "mon",
+    "ma",
+    "et",
+    "comment",
+    "quel",
+    "quelle",
+    "puis",
+    "est-ce",
+    "vous",
+    "il",
+    "ça",
+    "faut",
+    "tiene",
+    "son",
+    "cuál",
+    "cual",
+    "hay",
+    "command",
+    "steps",
+    "step",
+    "process",
+    "method",
+    "way",
+    "reason",
+    "syntax",
+    "simply",
+    "certain",
+    "specific",
+    "particular",
+    "advance",
+    "tip",
+    "tips",
+    "suggest",
+    "recommend",
+    "idea",
+    "ideas",
+    "common",
+    "usual",
+    "typical",
+    "typically",
+    "generally",
+    "currently",
+    "now",
+    "today's",
+    "nowadays",
+    "anymore",
+    "lately",
+    "puedo",
+    "quiero",
+    "kann",
+    "können",
+    "bitte",
+    "gibt",
+    "es",
+];
+
+/// Words that mean the same thing for caching purposes; each maps to a canonical form.
+const SYNONYMS: &[(&str, &str)] = &[
+    ("change", "change"),
+    ("reset", "change"),
+    ("modify", "change"),
+    ("update", "change"),
+    ("alter", "change"),
+    ("edit", "change"),
+    ("forgot", "forgot"),
+    ("forget", "forgot"),
+    ("forgotten", "forgot"),
+    ("recover", "change"),
+    ("buy", "buy"),
+    ("purchase", "buy"),
+    ("price", "cost"),
+    ("cost", "cost"),
+    ("costs", "cost"),
+    ("fee", "cost"),
+    ("pricing", "cost"),
+    ("expensive", "expensive"),
+    ("fix", "fix"),
+    ("repair", "fix"),
+    ("solve", "fix"),
+    ("resolve", "fix"),
+    ("troubleshoot", "fix"),
+    ("error", "problem"),
+    ("issue", "problem"),
+    ("problem", "problem"),
+    ("trouble", "problem"),
+    ("big", "big"),
+    ("large", "big"),
+    ("huge", "big"),
+    ("small", "small"),
+    ("little", "small"),
+    ("tiny", "small"),
+    ("begin", "start"),
+    ("start", "start"),
+    ("commence", "start"),
+    ("finish", "end"),
+    ("end", "end"),
+    ("complete", "end"),
+    ("quick", "fast"),
+    ("fast", "fast"),
+    ("rapid", "fast"),
+    ("speedy", "fast"),
+    ("car", "car"),
+    ("automobile", "car"),
+    ("vehicle", "car"),
+    ("picture", "image"),
+    ("photo", "image"),
+    ("image", "image"),
+    ("pic", "image"),
+    ("movie", "film"),
+    ("film", "film"),
+    ("job", "job"),
+    ("shop", "store"),
+    ("store", "store"),
+    ("hours", "hours"),
+    ("return", "return"),
+    ("refund", "refund"),
+    ("delete", "delete"),
+    ("erase", "delete"),
+    ("cancel", "cancel"),
+    ("terminate", "cancel"),
+    ("quit", "cancel"),
+    ("account", "account"),
+    ("profile", "account"),
+    ("signup", "register"),
+    ("register", "register"),
+    ("sign-up", "register"),
+    ("enroll", "register"),
+    ("login", "login"),
+    ("log-in", "login"),
+    ("signin", "login"),
+    ("sign-in", "login"),
+    ("logon", "login"),
+    ("password", "password"),
+    ("pwd", "password"),
+    ("passcode", "password"),
+    ("pass", "password"),
+    ("email", "email"),
+    ("e-mail", "email"),
+    ("mail", "email"),
+    ("phone", "phone"),
+    ("telephone", "phone"),
+    ("mobile", "phone"),
+    ("cellphone", "phone"),
+    ("cell", "phone"),
+    ("ship", "ship"),
+    ("shipping", "ship"),
+    ("delivery", "ship"),
+    ("deliver", "ship"),
+    ("rid", "remove"),
+    ("eliminate", "remove"),
+    ("remove", "remove"),
+    ("latest", "last"),
+    ("recent", "last"),
+    ("calculate", "compute"),
+    ("compute", "compute"),
+    ("exit", "quit"),
+    ("quit", "quit"),
+    ("leave", "quit"),
+    ("daily", "day"),
+    ("inhabitants", "population"),
+    ("population", "population"),
+    ("verify", "confirm"),
+    ("confirm", "confirm"),
+    ("decline", "reject"),
+    ("reject", "reject"),
+    ("contact", "contact"),
+    ("multiply", "times"),
+    ("times", "times"),
+    ("shipment", "ship"),
+    ("arrive", "ship"),
+    ("take", "take"),
+    ("long", "long"),
+    ("duration", "long"),
+    ("capital", "capital"),
+    ("city", "city"),
+    ("town", "city"),
+    ("define", "definition"),
+    ("definition", "definition"),
+    ("meaning", "definition"),
+    ("difference", "difference"),
+    ("differences", "difference"),
+    ("differ", "difference"),
+    ("compare", "difference"),
+    ("comparison", "difference"),
+    ("vs", "difference"),
+    ("versus", "difference"),
+    ("example", "example"),
+    ("sample", "example"),
+    ("instance", "example"),
+    ("create", "create"),
+    ("make", "create"),
+    ("generate", "create"),
+    ("build", "create"),
+    ("write", "write"),
+    ("draft", "write"),
+    ("compose", "write"),
+    ("summarize", "summary"),
+    ("summary", "summary"),
+    ("summarise", "summary"),
+    ("tl;dr", "summary"),
+    ("tldr", "summary"),
+    ("recap", "summary"),
+    ("translate", "translate"),
+    ("translation", "translate"),
+    ("weather", "weather"),
+    ("forecast", "weather"),
+    ("doctor", "doctor"),
+    ("physician", "doctor"),
+    ("gp", "doctor"),
+    ("near", "near"),
+    ("nearby", "near"),
+    ("nearest", "near"),
+    ("close-by", "near"),
+    ("closest", "near"),
+    ("located", "where"),
+    ("location", "where"),
+    ("place", "where"),
+    ("allowed", "allowed"),
+    ("permitted", "allowed"),
+    ("ok", "allowed"),
+    ("support", "support"),
+    ("assistance", "support"),
+    ("service", "support"),
+    ("agent", "support"),
+    ("representative", "support"),
+    ("usa", "us"),
+    ("us", "us"),
+    ("america", "us"),
+    ("uk", "uk"),
+    ("britain", "uk"),
+    ("england", "uk"),
+    ("app", "app"),
+    ("application", "app"),
+    ("software", "app"),
+];
+
+/// Relation markers: with one of these present, the order of shared anchors matters.
+const DIRECTION_MARKERS: &[&str] = &[
+    "to", "from", "into", "than", "vs", "versus", "->", "→", "towards", "toward", "onto", "de",
+    "nach", "von", "à", "zu", "per", "over", "under", "against", "before", "after", "by", "in",
+    "en", "vom", "zum", "zur", "al", "del",
+];
+
+fn word_map(
+    list: &[(&'static str, &'static str)],
+) -> std::collections::HashMap<&'static str, &'static str> {
+    list.iter().copied().collect()
+}
+
+struct Lexicon {
+    /// Whole words of the embedding model's WordPiece vocabulary: real words, so two
+    /// of them are never typos of each other.
+    words: std::collections::HashSet<&'static str>,
+    durations: std::collections::HashMap<&'static str, &'static str>,
+    numbers: std::collections::HashMap<&'static str, &'static str>,
+    datetime: std::collections::HashSet<&'static str>,
+    units: std::collections::HashMap<&'static str, &'static str>,
+    languages: std::collections::HashSet<&'static str>,
+    negations: std::collections::HashSet<&'static str>,
+    antonym_words: std::collections::HashSet<&'static str>,
+    fillers: std::collections::HashSet<&'static str>,
+    synonyms: std::collections::HashMap<&'static str, &'static str>,
+    markers: std::collections::HashSet<&'static str>,
+}
+
+fn lexicon() -> &'static Lexicon {
+    static LEX: std::sync::OnceLock<Lexicon> = std::sync::OnceLock::new();
+    LEX.get_or_init(|| Lexicon {
+        words: include_str!("../../models/all-MiniLM-L6-v2/vocab.txt")
+            .lines()
+            .filter(|w| w.chars().count() > 2 && !w.starts_with("##") && !w.starts_with('['))
+            .collect(),
+        durations: word_map(DURATIONS),
+        numbers: word_map(NUMBER_WORDS),
+        datetime: DATETIME_WORDS.iter().copied().collect(),
+        units: word_map(UNIT_WORDS),
+        languages: LANGUAGES.iter().copied().collect(),
+        negations: NEGATIONS.iter().copied().collect(),
+        antonym_words: ANTONYMS.iter().flat_map(|(a, b)| [*a, *b]).collect(),
+        fillers: FILLERS.iter().copied().collect(),
+        synonyms: word_map(SYNONYMS),
+        markers: DIRECTION_MARKERS.iter().copied().collect(),
+    })
+}
+
+/// A token: lowercase text, whether it contains a digit, and whether it was
+/// capitalized in the middle of a sentence.
+#[derive(Debug, Clone)]
+struct Token {
+    text: String,
+    numeric: bool,
+    /// Written with a capital after the first word, or in capitals ("US", "Alien").
+    proper: bool,
+}
+
+/// Splits into words, numbers (with their inner `.`, `,`, `:`, `/`, `-`), currency
+/// and percent symbols. Apostrophes stay inside words.
+fn tokenize(s: &str) -> Vec<Token> {
+    let chars: Vec<char> = s.chars().collect();
+    let mut out = Vec::new();
+    let mut i = 0;
+    while i < chars.len() {
+        let c = chars[i];
+        if c.is_alphanumeric() {
+            let start = i;
+            let mut numeric = false;
+            while i < chars.len() {
+                let ch = chars[i];
+                let joins = matches!(ch, '.' | ',' | ':' | '/' | '-' | '\'' | '’')
+                    && i + 1 < chars.len()
+                    && chars[i + 1].is_alphanumeric()
+                    && i > start;
+                if ch.is_alphanumeric() || joins {
+                    // `.,:/-` join only digits with digits; an apostrophe joins words.
+                    if joins && matches!(ch, '.' | ',' | ':' | '/' | '-') {
+                        let prev_digit = chars[i - 1].is_ascii_digit();
+                        let next_digit = chars[i + 1].is_ascii_digit();
+                        if !(prev_digit && next_digit) {
+                            break;
+                        }
+                    }
+                    numeric |= ch.is_ascii_digit();
+                    i += 1;
+                } else {
+                    break;
+                }
+            }
+            // Keep a trailing "+" or "#" (c++, c#).
+            while i < chars.len() && matches!(chars[i], '+' | '#') && i > start {
+                i += 1;
+            }
+            let raw: String = chars[start..i].iter().collect();
+            let mut text = raw.to_lowercase().replace('’', "'");
+            if numeric {
+                // 1,000 → 1000; keep 3.12, 10:30, 2024-05-01.
+                let stripped = text.replace(',', "");
+                if stripped.chars().all(|c| c.is_ascii_digit() || c == '.') {
+                    text = stripped;
+                }
+            }
+            let first_word = !out.iter().any(|t: &Token| !t.numeric);
+            let upper_initial = raw.chars().next().is_some_and(char::is_uppercase);
+            let all_caps = raw.chars().count() >= 2 && raw.chars().all(|c| !c.is_lowercase());
+            let proper = !numeric && ((upper_initial && !first_word) || all_caps) && raw != "I";
+            out.push(Token {
+                text,
+                numeric,
+                proper,
+            });
+        } else if matches!(c, '$' | '€' | '£' | '¥' | '₹' | '%' | '°') {
+            let mut text = c.to_string();
+            if c == '°' && i + 1 < chars.len() && matches!(chars[i + 1], 'c' | 'C' | 'f' | 'F') {
+                text.push(chars[i + 1].to_ascii_lowercase());
+                i += 1;
+            }
+            out.push(Token {
+                text,
+                numeric: false,
+                proper: false,
+            });
+            i += 1;
+        } else if c == '→' {
+            out.push(Token {
+                text: "→".into(),
+                numeric: false,
+                proper: false,
+            });
+            i += 1;
+        } else if c == '-' && i + 1 < chars.len() && chars[i + 1] == '>' {
+            out.push(Token {
+                text: "->".into(),
+                numeric: false,
+                proper: false,
+            });
+            i += 2;
+        } else {
+            i += 1;
+        }
+    }
+    out
+}
+
+/// Crude English stemming, enough to match inflections of the same word.
+fn stem(w: &str) -> String {
+    let w = w.trim_end_matches("'s").trim_end_matches('\'');
+    if w.ends_with("ss") || w.ends_with("us") || w.ends_with("is") {
+        return w.to_string();
+    }
+    // Plural -s is kept: "Alien" / "Aliens", "drummer" / "drummers", "HTTP" / "HTTPS"
+    // can be different questions.
+    for suf in [
+        "ations", "ation", "ingly", "ings", "ing", "edly", "ied", "ed", "ly",
+    ] {
+        if let Some(base) = w.strip_suffix(suf) {
+            let min = if suf == "s" { 3 } else { 4 };
+            if base.chars().count() >= min {
+                return match suf {
+                    "ied" => format!("{base}y"),
+                    _ => undouble(base.trim_end_matches('e')),
+                };
+            }
+        }
+    }
+    if w.chars().count() >= 5 {
+        return w.trim_end_matches('e').to_string();
+    }
+    w.to_string()
+}
+
+/// "committ" → "commit", "runn" → "run".
+fn undouble(w: &str) -> String {
+    let c: Vec<char> = w.chars().collect();
+    let n = c.len();
+    if n >= 4 && c[n - 1] == c[n - 2] && !matches!(c[n - 1], 'l' | 's' | 'z' | 'e' | 'o') {
+        return c[..n - 1].iter().collect();
+    }
+    w.to_string()
+}
+
+fn canonical(w: &str) -> String {
+    let lex = lexicon();
+    if let Some(s) = lex.synonyms.get(w) {
+        return (*s).to_string();
+    }
+    let st = stem(w);
+    if let Some(s) = lex.synonyms.get(st.as_str()) {
+        return (*s).to_string();
+    }
+    st
+}
+
+/// Prefixes that flip a word's meaning (hyperthyroidism / hypothyroidism).
+const OPPOSITE_PREFIXES: &[(&str, &str)] = &[
+    ("hyper", "hypo"),
+    ("over", "under"),
+    ("pre", "post"),
+    ("in", "ex"),
+    ("up", "down"),
+    ("im", "ex"),
+    ("inter", "intra"),
+    ("micro", "macro"),
+    ("max", "min"),
+    ("de", "en"),
+];
+
+/// A likely typo of each other: close in spelling, same first letter, and not two
+/// real words.
+fn typo_of(a: &str, b: &str) -> bool {
+    let (la, lb) = (a.chars().count(), b.chars().count());
+    if la < 4 || lb < 4 || a.chars().next() != b.chars().next() {
+        return false;
+    }
+    let lex = lexicon();
+    if lex.words.contains(a) && lex.words.contains(b) {
+        return false;
+    }
+    if OPPOSITE_PREFIXES.iter().any(|(p, q)| {
+        (a.starts_with(p) && b.starts_with(q)) || (a.starts_with(q) && b.starts_with(p))
+    }) {
+        return false;
+    }
+    let d = strsim::osa_distance(a, b);
+    let limit = if la.min(lb) >= 8 { 2 } else { 1 };
+    d <= limit
+}
+
+#[derive(Debug, Clone, PartialEq)]
+enum Marked {
+    Word(String),
+    Marker(String),
+}
+
+#[derive(Debug, Default)]
+struct Features {
+    numbers: BTreeMap<String, usize>,
+    datetime: BTreeSet<String>,
+    units: BTreeSet<String>,
+    languages: BTreeSet<String>,
+    durations: BTreeSet<String>,
+    /// Durations used as a rate or a specific period ("per month", "next week").
+    rates: BTreeSet<String>,
+    negations: usize,
+    antonym_words: BTreeSet<String>,
+    /// Content words, in order of appearance: (canonical form, as written).
+    content: Vec<(String, String)>,
+    markers: BTreeSet<String>,
+    /// The sequence with relation words kept in place (`None` for other words dropped).
+    marked: Vec<Marked>,
+    /// Anchors (numbers, units, languages, datetime, content) in order.
+    sequence: Vec<String>,
+}
+
+/// Two-word phrases that are one word elsewhere ("log in" / "login").
+const COMPOUNDS: &[(&str, &str, &str)] = &[
+    ("log", "in", "login"),
+    ("log", "on", "login"),
+    ("sign", "in", "login"),
+    ("log", "out", "logout"),
+    ("log", "off", "logout"),
+    ("sign", "out", "logout"),
+    ("sign", "up", "signup"),
+    ("set", "up", "setup"),
+    ("check", "out", "checkout"),
+    ("e", "mail", "email"),
+    ("turn", "on", "enable"),
+    ("switch", "on", "enable"),
+    ("wi", "fi", "wifi"),
+    ("over", "heating", "overheating"),
+    ("jump", "start", "jumpstart"),
+    ("turn", "off", "disable"),
+    ("switch", "off", "disable"),
+    ("web", "site", "website"),
+    ("user", "name", "username"),
+    ("pass", "word", "password"),
+    ("back", "up", "backup"),
+    ("work", "out", "workout"),
+    ("add", "up", "sum"),
+    ("out", "of", "outof"),
+    ("in", "stock", "instock"),
+    ("for", "loop", "forloop"),
+    ("sign", "on", "login"),
+];
+
+fn join_compounds(tokens: Vec<Token>) -> Vec<Token> {
+    let mut out: Vec<Token> = Vec::with_capacity(tokens.len());
+    for t in tokens {
+        if let Some(prev) = out.last_mut() {
+            if let Some((_, _, joined)) = COMPOUNDS
+                .iter()
+                .find(|(a, b, _)| prev.text == *a && t.text == *b)
+            {
+                prev.text = (*joined).to_string();
+                continue;
+            }
+        }
+        out.push(t);
+    }
+    for t in &mut out {
+        if let Some((_, _, joined)) = COMPOUNDS
+            .iter()
+            .find(|(a, b, _)| t.text == format!("{a}{b}") || t.text == format!("{a}-{b}"))
+        {
+            t.text = (*joined).to_string();
+        }
+    }
+    out
+}
+
+fn features(s: &str) -> Features {
+    let lex = lexicon();
+    let mut f = Features::default();
+    let mut prev = String::new();
+    for t in join_compounds(tokenize(s)) {
+        let w = t.text.as_str();
+        let this = w.to_string();
+        let w = this.as_str();
+        let last = std::mem::replace(&mut prev, this.clone());
+        let prev_word = last;
+        if lex.markers.contains(w) {
+            f.markers.insert(w.to_string());
+            f.marked.push(Marked::Marker(w.to_string()));
+        }
+        if t.numeric {
+            *f.numbers.entry(w.to_string()).or_default() += 1;
+            {
+                let v = w.to_string();
+                f.marked.push(Marked::Word(v.clone()));
+                f.sequence.push(v);
+            }
+            continue;
+        }
+        if let Some(n) = lex.numbers.get(w) {
+            *f.numbers.entry((*n).to_string()).or_default() += 1;
+            {
+                let v = (*n).to_string();
+                f.marked.push(Marked::Word(v.clone()));
+                f.sequence.push(v);
+            }
+            continue;
+        }
+        let stemmed = stem(w);
+        if lex.negations.contains(w) || w.ends_with("n't") {
+            f.negations += 1;
+            continue;
+        }
+        if let Some(d) = lex.durations.get(w) {
+            if matches!(
+                prev_word.as_str(),
+                "per" | "every" | "each" | "a" | "an" | "one" | "this" | "next" | "last"
+            ) {
+                f.rates.insert((*d).to_string());
+            }
+            f.durations.insert((*d).to_string());
+            continue;
+        }
+        if lex.datetime.contains(w) {
+            f.datetime.insert(w.to_string());
+            {
+                let v = w.to_string();
+                f.marked.push(Marked::Word(v.clone()));
+                f.sequence.push(v);
+            }
+            continue;
+        }
+        if let Some(u) = lex.units.get(w).or_else(|| lex.units.get(stemmed.as_str())) {
+            f.units.insert((*u).to_string());
+            {
+                let v = (*u).to_string();
+                f.marked.push(Marked::Word(v.clone()));
+                f.sequence.push(v);
+            }
+            continue;
+        }
+        if lex.languages.contains(w) {
+            f.languages.insert(w.to_string());
+            {
+                let v = w.to_string();
+                f.marked.push(Marked::Word(v.clone()));
+                f.sequence.push(v);
+            }
+            continue;
+        }
+        if lex.antonym_words.contains(w) {
+            f.antonym_words.insert(w.to_string());
+        } else if lex.antonym_words.contains(stemmed.as_str()) {
+            f.antonym_words.insert(stemmed.clone());
+        }
+        if t.proper && !lex.languages.contains(w) {
+            // Names stay exactly as written: no filler, stem or synonym applies.
+            {
+                let v = w.to_string();
+                f.marked.push(Marked::Word(v.clone()));
+                f.sequence.push(v);
+            }
+            f.content.push((w.to_string(), w.to_string()));
+            continue;
+        }
+        if lex.fillers.contains(w) {
+            continue;
+        }
+        let c = canonical(w);
+        {
+            let v = c.clone();
+            f.marked.push(Marked::Word(v.clone()));
+            f.sequence.push(v);
+        }
+        f.content.push((c, w.to_string()));
+    }
+    f
+}
+
+fn fmt_set<T: std::fmt::Debug>(s: &T) -> String {
+    format!("{s:?}")
+}
+
+/// Content words left on each side after typos are matched away.
+fn unexplained(a: &[(String, String)], b: &[(String, String)]) -> (Vec<String>, Vec<String>) {
+    let ca: BTreeSet<&String> = a.iter().map(|(c, _)| c).collect();
+    let cb: BTreeSet<&String> = b.iter().map(|(c, _)| c).collect();
+    let raw = |side: &[(String, String)], c: &String| {
+        side.iter()
+            .find(|(x, _)| x == c)
+            .map(|(_, r)| r.clone())
+            .unwrap_or_default()
+    };
+    let mut only_a: Vec<(String, String)> = ca
+        .difference(&cb)
+        .map(|c| ((*c).clone(), raw(a, c)))
+        .collect();
+    let mut only_b: Vec<(String, String)> = cb
+        .difference(&ca)
+        .map(|c| ((*c).clone(), raw(b, c)))
+        .collect();
+    // Pair off typos (judged on the words as written).
+    let mut i = 0;
+    while i < only_a.len() {
+        if let Some(j) = only_b.iter().position(|w| typo_of(&only_a[i].1, &w.1)) {
+            only_a.remove(i);
+            only_b.remove(j);
+        } else {
+            i += 1;
+        }
+    }
+    let a_canon: Vec<String> = a.iter().map(|(c, _)| c.clone()).collect();
+    let b_canon: Vec<String> = b.iter().map(|(c, _)| c.clone()).collect();
+    // A compound written apart on the other side ("login" / "log in").
+    only_a.retain(|(w, _)| !is_split_of(w, &b_canon));
+    only_b.retain(|(w, _)| !is_split_of(w, &a_canon));
+    (
+        only_a.into_iter().map(|(c, _)| c).collect(),
+        only_b.into_iter().map(|(c, _)| c).collect(),
+    )
+}
+
+/// Lowercase words of a request, as a sorted multiset.
+fn word_multiset(s: &str) -> Vec<String> {
+    let mut v: Vec<String> = tokenize(s).into_iter().map(|t| t.text).collect();
+    v.sort();
+    v
+}
+
+fn same_words(a: &str, b: &str) -> bool {
+    word_multiset(a) == word_multiset(b)
+}
+
+/// `incorrect` where the other side says `correct` (un-, in-, im-, il-, ir-, dis-, non-).
+fn negated_form_of(w: &str, a: &str, b: &str) -> bool {
+    let words: BTreeSet<String> = tokenize(a)
+        .into_iter()
+        .chain(tokenize(b))
+        .map(|t| canonical(&t.text))
+        .collect();
+    ["un", "in", "im", "il", "ir", "dis", "non"]
+        .iter()
+        .any(|p| {
+            w.strip_prefix(p)
+                .is_some_and(|rest| rest.len() >= 3 && words.contains(rest))
+        })
+}
+
+fn is_split_of(w: &str, other: &[String]) -> bool {
+    other
+        .windows(2)
+        .any(|p| format!("{}{}", p[0], p[1]) == *w || format!("{}-{}", p[0], p[1]) == *w)
+}
+
+/// The sequence of words both sides share, in each side's order (repeats kept).
+fn shared_order(a: &[String], b: &[String]) -> (Vec<String>, Vec<String>) {
+    let sa: BTreeSet<&String> = a.iter().collect();
+    let sb: BTreeSet<&String> = b.iter().collect();
+    let oa: Vec<String> = a.iter().filter(|w| sb.contains(w)).cloned().collect();
+    let ob: Vec<String> = b.iter().filter(|w| sa.contains(w)).cloned().collect();
+    (oa, ob)
+}
+
+/// Words from the previous relation word (or the start) up to marker `i`, and from
+/// it to the next relation word (or the end).
+fn windows(seq: &[Marked], i: usize) -> (BTreeSet<&String>, BTreeSet<&String>) {
+    fn words<'a>(it: impl Iterator<Item = &'a Marked>) -> BTreeSet<&'a String> {
+        let mut out = BTreeSet::new();
+        for m in it {
+            match m {
+                Marked::Word(w) => {
+                    out.insert(w);
+                }
+                Marked::Marker(_) => break,
+            }
+        }
+        out
+    }
+    (words(seq[..i].iter().rev()), words(seq[i + 1..].iter()))
+}
+
+/// A relation word both sides use, with what stood on its right on one side standing
+/// on its left on the other, and the other way round ("from London to New York" /
+/// "from New York to London").
+fn swapped_around_marker(a: &[Marked], b: &[Marked]) -> Option<String> {
+    for (i, ma) in a.iter().enumerate() {
+        let Marked::Marker(m) = ma else { continue };
+        let (la, ra) = windows(a, i);
+        for (j, mb) in b.iter().enumerate() {
+            if mb != ma {
+                continue;
+            }
+            let (lb, rb) = windows(b, j);
+            let moved_left: Vec<_> = ra.intersection(&lb).filter(|w| !la.contains(*w)).collect();
+            let moved_right: Vec<_> = la.intersection(&rb).filter(|w| !ra.contains(*w)).collect();
+            if !moved_left.is_empty() && !moved_right.is_empty() {
+                return Some(m.clone());
+            }
+        }
+    }
+    None
+}
+
+/// After the common prefix and suffix, one side is L+M+R and the other R+M+L with
+/// L, M and R all non-empty.
+fn swapped_around_middle(a: &[String], b: &[String]) -> bool {
+    if a.len() != b.len() {
+        return false;
+    }
+    let pre = a.iter().zip(b).take_while(|(x, y)| x == y).count();
+    let suf = a[pre..]
+        .iter()
+        .rev()
+        .zip(b[pre..].iter().rev())
+        .take_while(|(x, y)| x == y)
+        .count();
+    let (a, b) = (&a[pre..a.len() - suf], &b[pre..b.len() - suf]);
+    let n = a.len();
+    for l in 1..n {
+        for r in 1..n.saturating_sub(l) {
+            let m = n - l - r;
+            if m == 0 {
+                continue;
+            }
+            if a[..l] == b[n - l..] && a[n - r..] == b[..r] && a[l..l + m] == b[r..r + m] {
+                return true;
+            }
+        }
+    }
+    false
+}
+
+/// A pair of opposite words, one on each side, that the other side lacks.
+fn opposed(a: &BTreeSet<String>, b: &BTreeSet<String>) -> Option<(String, String)> {
+    for (x, y) in ANTONYMS {
+        let (x, y) = (x.to_string(), y.to_string());
+        for (p, q) in [(&x, &y), (&y, &x)] {
+            if a.contains(p) && b.contains(q) && !(a.contains(q) && b.contains(p)) {
+                return Some((p.clone(), q.clone()));
+            }
+        }
+    }
+    None
+}
+
+/// Checks that B asks what A asked, given the two requests' embedding similarity.
+/// `Ok` means the cached answer of A fits B.
+pub fn verify(a: &str, b: &str, _similarity: f32) -> Result<(), Mismatch> {
+    let fa = features(a);
+    let fb = features(b);
+    let miss = |kind: &'static str, detail: String| Err(Mismatch { kind, detail });
+    if fa.numbers != fb.numbers {
+        return miss(
+            "number",
+            format!(
+                "{} vs {}",
+                fmt_set(&fa.numbers.keys().collect::<Vec<_>>()),
+                fmt_set(&fb.numbers.keys().collect::<Vec<_>>())
+            ),
+        );
+    }
+    if fa.datetime != fb.datetime {
+        return miss(
+            "datetime",
+            format!("{:?} vs {:?}", fa.datetime, fb.datetime),
+        );
+    }
+    if (!fa.numbers.is_empty() && fa.durations != fb.durations) || fa.rates != fb.rates {
+        return miss(
+            "datetime",
+            format!("{:?} vs {:?}", fa.durations, fb.durations),
+        );
+    }
+    if fa.units != fb.units {
+        return miss("unit", format!("{:?} vs {:?}", fa.units, fb.units));
+    }
+    if fa.languages != fb.languages {
+        return miss(
+            "language",
+            format!("{:?} vs {:?}", fa.languages, fb.languages),
+        );
+    }
+    if fa.negations != fb.negations {
+        return miss(
+            "negation",
+            format!("{} vs {} negations", fa.negations, fb.negations),
+        );
+    }
+    if let Some((x, y)) = opposed(&fa.antonym_words, &fb.antonym_words) {
+        return miss("antonym", format!("{x:?} vs {y:?}"));
+    }
+    let (oa, ob) = shared_order(&fa.sequence, &fb.sequence);
+    if oa != ob && same_words(a, b) {
+        // The same words in another order ("is a square a rectangle?" / "is a
+        // rectangle a square?"): a rearrangement, not a rewording.
+        return miss(
+            "direction",
+            format!("same words, other order: {oa:?} vs {ob:?}"),
+        );
+    }
+    if oa != ob {
+        // Moving a clause or a topic to the front keeps the meaning ("in Jest, how do
+        // I mock a function?"). Swapping the two sides of a relation reverses it:
+        // around a relation word ("Berlin to Paris" / "Paris to Berlin") or around
+        // a shared middle ("vitamin D helps absorb calcium" / "calcium helps absorb
+        // vitamin D").
+        if let Some(m) = swapped_around_marker(&fa.marked, &fb.marked) {
+            return miss(
+                "direction",
+                format!("swapped around `{m}`: {oa:?} vs {ob:?}"),
+            );
+        }
+        if swapped_around_middle(&oa, &ob) {
+            return miss("direction", format!("{oa:?} vs {ob:?}"));
+        }
+    }
+    let (only_a, only_b) = unexplained(&fa.content, &fb.content);
+    let extra: Vec<&String> = only_a.iter().chain(&only_b).collect();
+    if let Some(w) = extra.iter().find(|w| negated_form_of(w, a, b)) {
+        return miss(
+            "negation",
+            format!("`{w}` negates a word of the other request"),
+        );
+    }
+    if !extra.is_empty() {
+        return miss("content", format!("{only_a:?} vs {only_b:?}"));
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn kind(a: &str, b: &str) -> Option<&'static str> {
+        verify(a, b, 1.0).err().map(|m| m.kind)
+    }
+
+    #[test]
+    fn the_issue_look_alikes_are_misses() {
+        assert_eq!(
+            kind("What is 12% of 250?", "What is 12% of 260?"),
+            Some("number")
+        );
+        assert_eq!(
+            kind("population of Norway", "population of Sweden"),
+            Some("content")
+        );
+        assert_eq!(
+            kind("snacks to eat before a run", "snacks to avoid before a run"),
+            Some("antonym")
+        );
+        assert_eq!(
+            kind(
+                "Is this grammatically correct?",
+                "Is this grammatically incorrect?"
+            ),
+            Some("negation")
+        );
+        assert_eq!(
+            kind("Is a square a rectangle?", "Is a rectangle a square?"),
+            Some("direction")
+        );
+        assert_eq!(
+            kind(
+                "Flights from London to New York",
+                "Flights from New York to London"
+            ),
+            Some("direction")
+        );
+        assert_eq!(
+            kind("Who directed Alien?", "Who directed Aliens?"),
+            Some("content")
+        );
+        assert_eq!(
+            kind("train from Berlin to Paris", "train from Paris to Berlin"),
+            Some("direction")
+        );
+        assert_eq!(
+            kind("upgrade to Postgres 16", "upgrade to Postgres 13"),
+            Some("number")
+        );
+        assert_eq!(
+            kind("say this in Dutch", "say this in Danish"),
+            Some("language")
+        );
+        assert_eq!(
+            kind("how do I enable 2FA", "how do I disable 2FA"),
+            Some("antonym")
+        );
+        assert_eq!(
+            kind("convert 5 miles to km", "convert 5 km to miles"),
+            Some("direction")
+        );
+        assert_eq!(
+            kind("weather tomorrow in Oslo", "weather today in Oslo"),
+            Some("datetime")
+        );
+    }
+
+    #[test]
+    fn surface_variants_are_hits() {
+        for (a, b) in [
+            ("How do I reset my password?", "how do i reset my pasword"),
+            (
+                "What are your opening hours?",
+                "what are your opening hours??",
+            ),
+            (
+                "Can I return an item without a receipt?",
+                "can i return an item without a reciept",
+            ),
+            (
+                "What's the capital of Australia?",
+                "what is the capital of australia",
+            ),
+            (
+                "How do I log in to my account?",
+                "How do I login to my account?",
+            ),
+            (
+                "how long does shipping take",
+                "How long does delivery take?",
+            ),
+        ] {
+            assert_eq!(verify(a, b, 0.9), Ok(()), "{a} / {b}");
+        }
+    }
+
+    #[test]
+    fn tokenizer_keeps_numbers_and_versions() {
+        let t: Vec<String> = tokenize("Python 3.12 vs 3.8, costs $1,000 (12%) at 10:30 -> c++ c#")
+            .into_iter()
+            .map(|t| t.text)
+            .collect();
+        assert_eq!(
+            t,
+            vec![
+                "python", "3.12", "vs", "3.8", "costs", "$", "1000", "12", "%", "at", "10:30",
+                "->", "c++", "c#"
+            ]
+        );
+    }
+
+    #[test]
+    fn typo_matching_is_careful() {
+        assert!(typo_of("password", "pasword"));
+        assert!(typo_of("receipt", "reciept"));
+        assert!(!typo_of("austria", "australia"));
+        assert!(!typo_of("cat", "car"));
+    }
+}

@@ -1,0 +1,88 @@
+//! `triage cache explain`: would B be served A's cached answer?
+
+use std::io::{BufRead, Write};
+use std::process::ExitCode;
+
+use clap::{Args, Subcommand};
+use serde_json::json;
+use triage::cache::decide_hit;
+use triage::embed::{cosine, Embedder};
+use triage::engine::embed_options;
+
+#[derive(Subcommand, Debug)]
+pub enum CacheCommand {
+    /// Would request B be served the cached answer of request A (same scope)?
+    Explain(ExplainArgs),
+}
+
+#[derive(Args, Debug)]
+pub struct ExplainArgs {
+    /// The earlier (cached) request.
+    pub a: Option<String>,
+    /// The new request.
+    pub b: Option<String>,
+    /// Read `{"a": ..., "b": ...}` lines from stdin; write `{"hit", "similarity", "reason"}`.
+    #[arg(long)]
+    pub jsonl: bool,
+    /// Use this tier's threshold (cache.tier_similarity).
+    #[arg(long)]
+    pub tier: Option<String>,
+}
+
+pub fn run(g: &super::Global, cmd: CacheCommand) -> anyhow::Result<ExitCode> {
+    let CacheCommand::Explain(a) = cmd;
+    let cfg = super::load_config(g)?;
+    let threshold = cfg.cache.threshold(a.tier.as_deref());
+    let embedder = Embedder::load(&embed_options(&cfg)?)?;
+    let judge = |x: &str, y: &str| -> anyhow::Result<serde_json::Value> {
+        let (e, _) = embedder.embed(&[x, y])?;
+        let sim = cosine(&e[0].vector, &e[1].vector);
+        let d = decide_hit(x, y, sim, threshold);
+        Ok(json!({
+            "hit": d.hit,
+            "similarity": triage::classify::round4(d.similarity),
+            "reason": d.reason,
+            "rejected_by": d.rejected_by,
+        }))
+    };
+    let stdout = std::io::stdout();
+    let mut out = stdout.lock();
+    if a.jsonl {
+        for (i, line) in std::io::stdin().lock().lines().enumerate() {
+            let line = line?;
+            if line.trim().is_empty() {
+                continue;
+            }
+            let v = match serde_json::from_str::<serde_json::Value>(&line) {
+                Ok(v) => match (
+                    v.get("a").and_then(|x| x.as_str()),
+                    v.get("b").and_then(|x| x.as_str()),
+                ) {
+                    (Some(x), Some(y)) => judge(x, y)?,
+                    _ => {
+                        json!({"line": i + 1, "error": "each line needs string fields `a` and `b`"})
+                    }
+                },
+                Err(e) => json!({"line": i + 1, "error": format!("malformed JSON: {e}")}),
+            };
+            writeln!(out, "{v}")?;
+        }
+        return Ok(ExitCode::SUCCESS);
+    }
+    let (Some(x), Some(y)) = (a.a.as_deref(), a.b.as_deref()) else {
+        anyhow::bail!("give two requests A and B, or --jsonl");
+    };
+    let v = judge(x, y)?;
+    writeln!(
+        out,
+        "{}\n  similarity {} (threshold {threshold:.2})\n  {}",
+        if v["hit"] == true {
+            "HIT: B would be served A's answer"
+        } else {
+            "MISS: B would go upstream"
+        },
+        v["similarity"],
+        v["reason"].as_str().unwrap_or("")
+    )?;
+    Ok(ExitCode::SUCCESS)
+}
