@@ -50,5 +50,81 @@ fn bench(c: &mut Criterion) {
     });
 }
 
-criterion_group!(benches, bench);
+/// Cache lookup at 10k entries (and 100k with TRIAGE_BENCH_100K=1), all in one scope
+/// so the HNSW path is what is measured.
+fn bench_cache(c: &mut Criterion) {
+    use triage::cache::{CachedAnswer, Lookup, SemanticCache};
+    use triage::config::CacheConfig;
+    let mut sizes = vec![10_000usize];
+    if std::env::var("TRIAGE_BENCH_100K").is_ok() {
+        sizes.push(100_000);
+    }
+    for n in sizes {
+        let cache = SemanticCache::in_memory(CacheConfig {
+            max_entries: n,
+            ..CacheConfig::default()
+        });
+        let scope = [7u8; 16];
+        for i in 0..n {
+            cache.insert(
+                scope,
+                "bench",
+                &format!("question {i}"),
+                unit_vector(i as u64),
+                CachedAnswer {
+                    content: format!("answer {i}"),
+                    model: "m".into(),
+                    finish_reason: "stop".into(),
+                    prompt_tokens: 1,
+                    completion_tokens: 1,
+                    cached_tokens: 0,
+                },
+            );
+        }
+        cache.rebuild_index();
+        // Queries: stored vectors, so the right answer is known (recall@1).
+        let queries: Vec<(String, Vec<f32>)> = (0..200)
+            .map(|i| {
+                let id = (i * 7919) % n;
+                (format!("question {id}"), unit_vector(id as u64))
+            })
+            .collect();
+        let found = queries
+            .iter()
+            .filter(|(t, v)| {
+                matches!(cache.lookup(&scope, t, v, 0.7), Lookup::Hit { ref answer, .. }
+                    if answer.content == t.replace("question", "answer"))
+            })
+            .count();
+        eprintln!(
+            "cache {n}: recall@1 {:.3}",
+            found as f64 / queries.len() as f64
+        );
+        let mut i = 0;
+        c.bench_function(&format!("cache_lookup_{}k", n / 1000), |b| {
+            b.iter(|| {
+                let (t, v) = &queries[i % queries.len()];
+                i += 1;
+                black_box(cache.lookup(&scope, t, v, 0.7))
+            })
+        });
+    }
+}
+
+fn unit_vector(seed: u64) -> Vec<f32> {
+    let mut x = seed.wrapping_mul(0x9E37_79B9_7F4A_7C15) | 1;
+    let mut v: Vec<f32> = (0..384)
+        .map(|_| {
+            x ^= x << 13;
+            x ^= x >> 7;
+            x ^= x << 17;
+            (x >> 40) as f32 / (1u64 << 24) as f32 - 0.5
+        })
+        .collect();
+    let n = v.iter().map(|a| a * a).sum::<f32>().sqrt();
+    v.iter_mut().for_each(|a| *a /= n);
+    v
+}
+
+criterion_group!(benches, bench, bench_cache);
 criterion_main!(benches);

@@ -186,7 +186,7 @@ impl Default for CacheConfig {
     fn default() -> Self {
         Self {
             enabled: true,
-            similarity: 0.85,
+            similarity: 0.7,
             tier_similarity: BTreeMap::new(),
             uncached_tiers: Vec::new(),
             max_temperature: 0.7,

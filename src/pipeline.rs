@@ -14,6 +14,7 @@ use serde_json::{json, Value};
 use sha2::{Digest, Sha256};
 use tokio::sync::mpsc;
 
+use crate::cache::{CachedAnswer, Lookup, SemanticCache};
 use crate::classify::{decide, Decision, TierHead};
 use crate::config::Config;
 use crate::embed::{EmbedPool, PoolError};
@@ -315,6 +316,9 @@ pub struct Routing {
     /// Ordered models to try.
     pub models: Vec<String>,
     pub timings: RouteTimings,
+    /// The routed text's sentence vector (what the cache indexes).
+    #[serde(skip)]
+    pub vector: Option<Vec<f32>>,
 }
 
 impl Routing {
@@ -329,9 +333,30 @@ pub enum ReplyBody {
     Stream(mpsc::Receiver<Bytes>),
 }
 
+/// What the cache did for a request.
+#[derive(Debug, Clone, Copy, PartialEq, Serialize)]
+pub enum CacheStatus {
+    Hit { similarity: f32 },
+    Miss,
+    Bypass,
+}
+
+impl CacheStatus {
+    pub fn as_str(&self) -> &'static str {
+        match self {
+            CacheStatus::Hit { .. } => "hit",
+            CacheStatus::Miss => "miss",
+            CacheStatus::Bypass => "bypass",
+        }
+    }
+}
+
 pub struct Reply {
     pub routing: Routing,
     pub call: Option<CallInfo>,
+    pub cache: CacheStatus,
+    /// The model that answered (or answered the cached request).
+    pub model: String,
     pub body: ReplyBody,
 }
 
@@ -341,6 +366,8 @@ pub struct RequestCtx {
     pub request_id: String,
     pub endpoint: String,
     pub conversation_header: Option<String>,
+    /// `Cache-Control: no-cache` or `x-triage-cache: off`.
+    pub cache_off: bool,
 }
 
 pub struct Pipeline {
@@ -350,6 +377,14 @@ pub struct Pipeline {
     pub upstreams: Upstreams,
     pub sticky: StickyTiers,
     pub dry_run: bool,
+    pub cache: Option<Arc<SemanticCache>>,
+}
+
+/// Where a cacheable request's answer lives.
+struct CacheKey {
+    scope: [u8; 16],
+    threshold: f32,
+    vector: Vec<f32>,
 }
 
 impl Pipeline {
@@ -371,7 +406,95 @@ impl Pipeline {
             upstreams,
             sticky,
             dry_run,
+            cache: None,
         })
+    }
+
+    /// Adds the semantic cache.
+    pub fn with_cache(mut self, cache: Option<Arc<SemanticCache>>) -> Self {
+        self.cache = cache;
+        self
+    }
+
+    /// Whether this request may use the cache, and under which scope.
+    fn cache_key(
+        &self,
+        ctx: &RequestCtx,
+        req: &ChatRequest,
+        routing: &Routing,
+    ) -> Option<CacheKey> {
+        let cache = self.cache.as_ref()?;
+        let cfg = cache.config();
+        let d = routing.decision.as_ref()?;
+        let vector = routing.vector.clone()?;
+        let raw = req.raw.as_object()?;
+        let temperature = raw
+            .get("temperature")
+            .and_then(Value::as_f64)
+            .unwrap_or(1.0);
+        let n = raw.get("n").and_then(Value::as_u64).unwrap_or(1);
+        let messages = raw.get("messages")?.as_array()?;
+        let last_is_user = messages
+            .last()
+            .and_then(|m| m.get("role"))
+            .and_then(Value::as_str)
+            == Some("user");
+        if ctx.cache_off
+            || self.dry_run
+            || temperature > cfg.max_temperature as f64
+            || n > 1
+            || !last_is_user
+            || cfg.uncached_tiers.contains(&d.tier)
+        {
+            return None;
+        }
+        // Everything but the routed message and transport options shapes the answer.
+        let mut shape = raw.clone();
+        for k in [
+            "stream",
+            "stream_options",
+            "user",
+            "metadata",
+            "model",
+            "store",
+        ] {
+            shape.remove(k);
+        }
+        shape.insert(
+            "messages".into(),
+            Value::Array(messages[..messages.len() - 1].to_vec()),
+        );
+        let mut h = Sha256::new();
+        h.update(ctx.endpoint.as_bytes());
+        h.update([0]);
+        h.update(
+            routing
+                .models
+                .first()
+                .map(String::as_str)
+                .unwrap_or("")
+                .as_bytes(),
+        );
+        h.update([0]);
+        h.update(Value::Object(shape).to_string().as_bytes());
+        let mut scope = [0u8; 16];
+        scope.copy_from_slice(&h.finalize()[..16]);
+        Some(CacheKey {
+            scope,
+            threshold: cfg.threshold(Some(&d.tier)),
+            vector,
+        })
+    }
+
+    /// Stores a complete answer, off the request path.
+    fn cache_store(&self, key: CacheKey, tenant: &str, text: &str, answer: CachedAnswer) {
+        let Some(cache) = self.cache.clone() else {
+            return;
+        };
+        let (tenant, text) = (tenant.to_string(), text.to_string());
+        tokio::task::spawn_blocking(move || {
+            cache.insert(key.scope, &tenant, &text, key.vector, answer)
+        });
     }
 
     /// Models a client may name: aliases first, then configured models.
@@ -423,6 +546,7 @@ impl Pipeline {
                 sticky: false,
                 models: vec![req.model.clone()],
                 timings: RouteTimings::default(),
+                vector: None,
             });
         }
         let t0 = Instant::now();
@@ -458,6 +582,7 @@ impl Pipeline {
         }
         let t = embedded.timings;
         Ok(Routing {
+            vector: Some(embedded.embedding.vector),
             models: decision.models.clone(),
             decision: Some(decision),
             sticky,
@@ -492,12 +617,46 @@ impl Pipeline {
     ) -> Result<Reply, PipelineError> {
         let req = ChatRequest::parse(raw, ctx.conversation_header.as_deref())?;
         let routing = self.route(&req).await?;
+        let key = self.cache_key(ctx, &req, &routing);
+        let mut cache_status = CacheStatus::Bypass;
+        if let (Some(k), Some(cache)) = (&key, &self.cache) {
+            match cache.lookup(&k.scope, &req.routed_text, &k.vector, k.threshold) {
+                Lookup::Hit {
+                    answer, similarity, ..
+                } => {
+                    self.remember_first_turn(&req, &routing, &answer.content);
+                    let body = if req.stream {
+                        ReplyBody::Stream(replay_stream(
+                            &ctx.request_id,
+                            &answer.model,
+                            &answer.content,
+                            req.include_usage,
+                        ))
+                    } else {
+                        ReplyBody::Json(Bytes::from(
+                            completion_json(&ctx.request_id, &answer.model, &answer.content)
+                                .to_string(),
+                        ))
+                    };
+                    return Ok(Reply {
+                        routing,
+                        call: None,
+                        cache: CacheStatus::Hit { similarity },
+                        model: answer.model,
+                        body,
+                    });
+                }
+                Lookup::Miss { .. } => cache_status = CacheStatus::Miss,
+            }
+        } else if let Some(cache) = &self.cache {
+            cache.note_bypass();
+        }
         if self.dry_run {
             let text = dry_run_text(&routing);
             self.remember_first_turn(&req, &routing, &text);
             let model = routing.models.first().cloned().unwrap_or_default();
             let body = if req.stream {
-                ReplyBody::Stream(dry_run_stream(
+                ReplyBody::Stream(replay_stream(
                     &ctx.request_id,
                     &model,
                     &text,
@@ -505,12 +664,14 @@ impl Pipeline {
                 ))
             } else {
                 ReplyBody::Json(Bytes::from(
-                    dry_run_completion(&ctx.request_id, &model, &text).to_string(),
+                    completion_json(&ctx.request_id, &model, &text).to_string(),
                 ))
             };
             return Ok(Reply {
+                model,
                 routing,
                 call: None,
+                cache: cache_status,
                 body,
             });
         }
@@ -526,14 +687,47 @@ impl Pipeline {
                 deadline,
             )
             .await?;
+        let model = fwd.info.model.clone();
         let body = match fwd.body {
-            ForwardBody::Json { body, .. } => {
-                if req.conversation.is_none() {
-                    let answer = serde_json::from_slice::<Value>(&body)
-                        .ok()
-                        .and_then(|v| v.pointer("/choices/0/message/content").map(content_text))
-                        .unwrap_or_default();
-                    self.remember_first_turn(&req, &routing, &answer);
+            ForwardBody::Json { body, usage } => {
+                let parsed = serde_json::from_slice::<Value>(&body).ok();
+                let choice = parsed.as_ref().and_then(|v| v.pointer("/choices/0"));
+                let content = choice
+                    .and_then(|c| c.pointer("/message/content"))
+                    .map(content_text)
+                    .unwrap_or_default();
+                self.remember_first_turn(&req, &routing, &content);
+                let finish = choice
+                    .and_then(|c| c.get("finish_reason"))
+                    .and_then(Value::as_str)
+                    .unwrap_or("");
+                let tool_calls = choice.is_some_and(|c| {
+                    c.pointer("/message/tool_calls")
+                        .is_some_and(|t| !t.is_null())
+                });
+                let single = parsed
+                    .as_ref()
+                    .and_then(|v| v.get("choices"))
+                    .and_then(Value::as_array)
+                    .is_some_and(|c| c.len() == 1);
+                if let Some(k) = key {
+                    // Only complete, plain answers: never errors, truncations or tool calls.
+                    if finish == "stop" && !tool_calls && single && !content.is_empty() {
+                        let u = usage.unwrap_or_default();
+                        self.cache_store(
+                            k,
+                            &ctx.endpoint,
+                            &req.routed_text,
+                            CachedAnswer {
+                                content,
+                                model: model.clone(),
+                                finish_reason: finish.to_string(),
+                                prompt_tokens: u.prompt_tokens,
+                                completion_tokens: u.completion_tokens,
+                                cached_tokens: u.cached_tokens,
+                            },
+                        );
+                    }
                 }
                 ReplyBody::Json(body)
             }
@@ -542,13 +736,35 @@ impl Pipeline {
                 let req2 = req.clone();
                 let routing2 = routing.clone();
                 let request_id = ctx.request_id.clone();
+                let endpoint = ctx.endpoint.clone();
+                let model2 = model.clone();
                 tokio::spawn(async move {
-                    if let Ok(outcome) = done.await {
-                        if outcome.complete {
-                            this.remember_first_turn(&req2, &routing2, &outcome.content);
-                        }
-                        tracing::debug!(request_id = %request_id, complete = outcome.complete,
-                            client_gone = outcome.client_gone, "stream finished");
+                    let Ok(outcome) = done.await else { return };
+                    tracing::debug!(request_id = %request_id, complete = outcome.complete,
+                        client_gone = outcome.client_gone, "stream finished");
+                    if !outcome.complete {
+                        return;
+                    }
+                    this.remember_first_turn(&req2, &routing2, &outcome.content);
+                    let cacheable = outcome.finish_reason.as_deref() == Some("stop")
+                        && !outcome.client_gone
+                        && outcome.error.is_none()
+                        && !outcome.content.is_empty();
+                    if let (Some(k), true) = (key, cacheable) {
+                        let u = outcome.usage.unwrap_or_default();
+                        this.cache_store(
+                            k,
+                            &endpoint,
+                            &req2.routed_text,
+                            CachedAnswer {
+                                content: outcome.content,
+                                model: model2,
+                                finish_reason: "stop".into(),
+                                prompt_tokens: u.prompt_tokens,
+                                completion_tokens: u.completion_tokens,
+                                cached_tokens: u.cached_tokens,
+                            },
+                        );
                     }
                 });
                 ReplyBody::Stream(rx)
@@ -557,6 +773,8 @@ impl Pipeline {
         Ok(Reply {
             routing,
             call: Some(fwd.info),
+            cache: cache_status,
+            model,
             body,
         })
     }
@@ -599,7 +817,8 @@ fn unix_now() -> u64 {
         .unwrap_or(0)
 }
 
-fn dry_run_completion(id: &str, model: &str, text: &str) -> Value {
+/// A chat completion carrying `text` (dry runs and cache hits; no tokens spent).
+fn completion_json(id: &str, model: &str, text: &str) -> Value {
     json!({
         "id": format!("chatcmpl-{id}"),
         "object": "chat.completion",
@@ -610,7 +829,8 @@ fn dry_run_completion(id: &str, model: &str, text: &str) -> Value {
     })
 }
 
-fn dry_run_stream(id: &str, model: &str, text: &str, usage: bool) -> mpsc::Receiver<Bytes> {
+/// The same as an SSE stream: role, content, finish, (usage), [DONE].
+fn replay_stream(id: &str, model: &str, text: &str, usage: bool) -> mpsc::Receiver<Bytes> {
     let (tx, rx) = mpsc::channel(8);
     let chunk = |delta: Value, finish: Option<&str>| {
         sse::data_event(

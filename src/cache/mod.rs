@@ -1,11 +1,33 @@
 //! Semantic cache: answers a request with a stored answer when an earlier request in
-//! the same scope meant the same thing. Similarity finds candidates; `verify` decides.
+//! the same scope meant the same thing. Similarity finds candidates; `verify`
+//! decides; a wrong hit is worse than a miss.
+//!
+//! - Scope: an exact hash of everything else that shapes the answer (endpoint,
+//!   system prompt, earlier turns, tools, response format, sampling parameters,
+//!   resolved model). Only entries of the same scope are candidates.
+//! - Search: small scopes are scanned exactly; large ones go through an HNSW index
+//!   (hnsw_rs) filtered to the scope. hnsw_rs cannot delete, so removed entries are
+//!   tombstones filtered out of results, and the index is rebuilt when they pile up.
+//! - Capacity: TTL per entry, and an LRU bound on entries and bytes.
+//! - Durability: see [`store`].
 
+pub mod store;
 pub mod verify;
 
+use std::collections::HashMap;
+use std::path::Path;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
+
+use hnsw_rs::anndists::dist::Distance;
+use hnsw_rs::hnsw::Hnsw;
+use parking_lot::{Mutex, RwLock};
 use serde::Serialize;
 
+pub use store::{CachedAnswer, EntryRecord, Record, Store, StoreError};
 pub use verify::{verify, Mismatch, MISMATCH_KINDS};
+
+use crate::config::CacheConfig;
 
 /// Whether a stored request's answer may serve a new request, and why.
 #[derive(Debug, Clone, Serialize, PartialEq)]
@@ -40,5 +62,650 @@ pub fn decide_hit(stored: &str, new: &str, similarity: f32, threshold: f32) -> H
             reason: m.to_string(),
             rejected_by: Some(m.kind),
         },
+    }
+}
+
+/// 1 − cosine for unit vectors, clamped at 0: hnsw_rs' `DistDot` asserts a
+/// non-negative value and panics on exact duplicates (self-dot can exceed 1).
+#[derive(Debug, Clone, Copy, Default)]
+pub struct UnitCosine;
+
+pub fn dot(a: &[f32], b: &[f32]) -> f32 {
+    // Eight accumulators let the compiler vectorize the reduction.
+    let mut acc = [0f32; 8];
+    let (ca, cb) = (a.chunks_exact(8), b.chunks_exact(8));
+    let (ra, rb) = (ca.remainder(), cb.remainder());
+    for (x, y) in ca.zip(cb) {
+        for i in 0..8 {
+            acc[i] += x[i] * y[i];
+        }
+    }
+    let mut s: f32 = acc.iter().sum();
+    for (x, y) in ra.iter().zip(rb) {
+        s += x * y;
+    }
+    s
+}
+
+impl Distance<f32> for UnitCosine {
+    fn eval(&self, va: &[f32], vb: &[f32]) -> f32 {
+        (1.0 - dot(va, vb)).max(0.0)
+    }
+}
+
+/// Scopes at or below this size are scanned exactly instead of searched in HNSW.
+const EXACT_SCAN_LIMIT: usize = 256;
+const HNSW_M: usize = 16;
+const HNSW_EF_CONSTRUCTION: usize = 100;
+
+struct Entry {
+    rec: EntryRecord,
+    bytes: usize,
+}
+
+struct Inner {
+    entries: HashMap<u64, Entry>,
+    by_scope: HashMap<[u8; 16], Vec<u64>>,
+    lru: lru::LruCache<u64, ()>,
+    bytes: usize,
+    next_id: u64,
+    /// Ids in the HNSW index that are no longer entries.
+    tombstones: usize,
+}
+
+impl Inner {
+    fn remove(&mut self, id: u64) -> Option<Entry> {
+        let e = self.entries.remove(&id)?;
+        self.lru.pop(&id);
+        self.bytes -= e.bytes;
+        if let Some(ids) = self.by_scope.get_mut(&e.rec.scope) {
+            ids.retain(|x| *x != id);
+            if ids.is_empty() {
+                self.by_scope.remove(&e.rec.scope);
+            }
+        }
+        self.tombstones += 1;
+        Some(e)
+    }
+
+    fn put(&mut self, rec: EntryRecord) {
+        let id = rec.id;
+        if self.entries.contains_key(&id) {
+            self.remove(id);
+        }
+        let bytes = rec.text.len() + rec.answer.content.len() + rec.vector.len() * 4 + 128;
+        self.next_id = self.next_id.max(id + 1);
+        self.by_scope.entry(rec.scope).or_default().push(id);
+        self.lru.put(id, ());
+        self.bytes += bytes;
+        self.entries.insert(id, Entry { rec, bytes });
+    }
+}
+
+/// Counters for `/admin/cache/stats` and metrics.
+#[derive(Debug, Default)]
+pub struct CacheStats {
+    pub hits: AtomicU64,
+    pub misses: AtomicU64,
+    pub bypasses: AtomicU64,
+    pub inserts: AtomicU64,
+    pub evictions: AtomicU64,
+    pub expirations: AtomicU64,
+    /// Rejections by guard kind (and `similarity`).
+    pub rejected: Mutex<HashMap<&'static str, u64>>,
+}
+
+/// The outcome of a lookup.
+#[derive(Debug, Clone)]
+pub enum Lookup {
+    Hit {
+        answer: CachedAnswer,
+        similarity: f32,
+        id: u64,
+    },
+    Miss {
+        /// The closest candidate's refusal, when there was a candidate.
+        rejected: Option<HitDecision>,
+    },
+}
+
+type Index = Hnsw<'static, f32, UnitCosine>;
+
+pub struct SemanticCache {
+    cfg: CacheConfig,
+    inner: RwLock<Inner>,
+    index: RwLock<Option<Arc<Index>>>,
+    store: Option<Mutex<Store>>,
+    pub stats: CacheStats,
+    clock: Box<dyn Fn() -> u64 + Send + Sync>,
+}
+
+fn unix_now() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_secs())
+        .unwrap_or(0)
+}
+
+fn new_index(capacity: usize) -> Index {
+    Hnsw::new(
+        HNSW_M,
+        capacity.max(1024),
+        16,
+        HNSW_EF_CONSTRUCTION,
+        UnitCosine,
+    )
+}
+
+/// Per-kind snapshot of the stats.
+#[derive(Debug, Clone, Serialize)]
+pub struct StatsReport {
+    pub entries: usize,
+    pub bytes: usize,
+    pub scopes: usize,
+    pub hits: u64,
+    pub misses: u64,
+    pub bypasses: u64,
+    pub inserts: u64,
+    pub evictions: u64,
+    pub expirations: u64,
+    pub hit_ratio: f64,
+    pub guard_rejections: HashMap<String, u64>,
+    pub index_ready: bool,
+    pub tombstones: usize,
+    pub persistent: bool,
+}
+
+/// What `/admin/cache/purge` removes.
+#[derive(Debug, Clone, Default, serde::Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Purge {
+    #[serde(default)]
+    pub all: bool,
+    pub tenant: Option<String>,
+    /// Entries created more than this many seconds ago.
+    pub older_than_secs: Option<u64>,
+}
+
+impl SemanticCache {
+    /// An in-memory cache (nothing survives a restart).
+    pub fn in_memory(cfg: CacheConfig) -> Arc<Self> {
+        Arc::new(Self::build(cfg, None, Box::new(unix_now)))
+    }
+
+    /// A cache kept in `dir`: loads what is there, then indexes it in the background.
+    pub fn open(cfg: CacheConfig, dir: &Path) -> Result<Arc<Self>, StoreError> {
+        let (store, records) = Store::open(dir)?;
+        let cache = Arc::new(Self::build(cfg, Some(store), Box::new(unix_now)));
+        {
+            let mut inner = cache.inner.write();
+            for r in records {
+                match r {
+                    Record::Put(e) => inner.put(e),
+                    Record::Delete(ids) => {
+                        for id in ids {
+                            inner.remove(id);
+                        }
+                    }
+                }
+            }
+            inner.tombstones = 0;
+        }
+        cache.expire();
+        let c = cache.clone();
+        std::thread::Builder::new()
+            .name("triage-cache-index".into())
+            .spawn(move || c.rebuild_index())
+            .map_err(|e| StoreError::Io {
+                path: dir.to_path_buf(),
+                source: e,
+            })?;
+        Ok(cache)
+    }
+
+    fn build(
+        cfg: CacheConfig,
+        store: Option<Store>,
+        clock: Box<dyn Fn() -> u64 + Send + Sync>,
+    ) -> Self {
+        Self {
+            inner: RwLock::new(Inner {
+                entries: HashMap::new(),
+                by_scope: HashMap::new(),
+                // Unbounded: eviction is ours, by entries and bytes, with the log.
+                lru: lru::LruCache::unbounded(),
+                bytes: 0,
+                next_id: 1,
+                tombstones: 0,
+            }),
+            index: RwLock::new(None),
+            store: store.map(Mutex::new),
+            cfg,
+            stats: CacheStats::default(),
+            clock,
+        }
+    }
+
+    /// Replaces the clock (tests cross TTLs without sleeping).
+    pub fn with_clock(mut self: Arc<Self>, clock: Box<dyn Fn() -> u64 + Send + Sync>) -> Arc<Self> {
+        if let Some(c) = Arc::get_mut(&mut self) {
+            c.clock = clock;
+        }
+        self
+    }
+
+    pub fn config(&self) -> &CacheConfig {
+        &self.cfg
+    }
+
+    /// Builds a fresh index over the live entries and swaps it in.
+    pub fn rebuild_index(&self) {
+        let (items, n): (Vec<(Vec<f32>, usize)>, usize) = {
+            let inner = self.inner.read();
+            let items: Vec<(Vec<f32>, usize)> = inner
+                .entries
+                .values()
+                .map(|e| (e.rec.vector.clone(), e.rec.id as usize))
+                .collect();
+            let n = items.len();
+            (items, n)
+        };
+        let index = new_index(self.cfg.max_entries.max(n * 2));
+        let refs: Vec<(&Vec<f32>, usize)> = items.iter().map(|(v, id)| (v, *id)).collect();
+        index.parallel_insert(&refs);
+        let index = Arc::new(index);
+        // Entries added while building go in now; the lock keeps inserts out.
+        let built: std::collections::HashSet<usize> = items.iter().map(|(_, id)| *id).collect();
+        let mut inner = self.inner.write();
+        for e in inner.entries.values() {
+            if !built.contains(&(e.rec.id as usize)) {
+                index.insert_slice((&e.rec.vector, e.rec.id as usize));
+            }
+        }
+        inner.tombstones = 0;
+        *self.index.write() = Some(index);
+        tracing::info!(entries = n, "cache index ready");
+    }
+
+    pub fn len(&self) -> usize {
+        self.inner.read().entries.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+
+    fn reject(&self, kind: &'static str) {
+        *self.stats.rejected.lock().entry(kind).or_default() += 1;
+    }
+
+    /// Candidates of `scope` with their similarity to `vector`, best first.
+    fn candidates(
+        &self,
+        inner: &Inner,
+        scope: &[u8; 16],
+        vector: &[f32],
+        k: usize,
+    ) -> Vec<(u64, f32)> {
+        let Some(ids) = inner.by_scope.get(scope) else {
+            return Vec::new();
+        };
+        let index = self.index.read().clone();
+        let mut found: Vec<(u64, f32)> = match index {
+            Some(index) if ids.len() > EXACT_SCAN_LIMIT => {
+                let filter = |id: &usize| {
+                    inner
+                        .entries
+                        .get(&(*id as u64))
+                        .is_some_and(|e| e.rec.scope == *scope)
+                };
+                index
+                    .search_filter(vector, k, self.cfg.ef_search.max(k), Some(&filter))
+                    .into_iter()
+                    .map(|n| (n.d_id as u64, 1.0 - n.distance))
+                    .collect()
+            }
+            _ => ids
+                .iter()
+                .filter_map(|id| {
+                    inner
+                        .entries
+                        .get(id)
+                        .map(|e| (*id, dot(&e.rec.vector, vector)))
+                })
+                .collect(),
+        };
+        found.sort_by(|a, b| b.1.total_cmp(&a.1));
+        found.truncate(k);
+        found
+    }
+
+    /// Looks for a stored answer that serves `text` (embedded as `vector`).
+    pub fn lookup(&self, scope: &[u8; 16], text: &str, vector: &[f32], threshold: f32) -> Lookup {
+        let now = (self.clock)();
+        let mut rejected: Option<HitDecision> = None;
+        let hit = {
+            let inner = self.inner.read();
+            let mut hit = None;
+            for (id, sim) in self.candidates(&inner, scope, vector, 4) {
+                let Some(e) = inner.entries.get(&id) else {
+                    continue;
+                };
+                if e.rec.expires <= now {
+                    continue;
+                }
+                let d = decide_hit(&e.rec.text, text, sim, threshold);
+                if d.hit {
+                    hit = Some((id, e.rec.answer.clone(), sim));
+                    break;
+                }
+                if rejected.is_none() {
+                    rejected = Some(d);
+                }
+                if sim < threshold {
+                    break;
+                }
+            }
+            hit
+        };
+        match hit {
+            Some((id, answer, similarity)) => {
+                self.inner.write().lru.get(&id);
+                self.stats.hits.fetch_add(1, Ordering::Relaxed);
+                Lookup::Hit {
+                    answer,
+                    similarity,
+                    id,
+                }
+            }
+            None => {
+                self.stats.misses.fetch_add(1, Ordering::Relaxed);
+                if let Some(kind) = rejected.as_ref().and_then(|d| d.rejected_by) {
+                    self.reject(kind);
+                }
+                Lookup::Miss { rejected }
+            }
+        }
+    }
+
+    pub fn note_bypass(&self) {
+        self.stats.bypasses.fetch_add(1, Ordering::Relaxed);
+    }
+
+    /// Stores an answer. Blocking (index insert, log append): call it off the
+    /// request path.
+    pub fn insert(
+        &self,
+        scope: [u8; 16],
+        tenant: &str,
+        text: &str,
+        vector: Vec<f32>,
+        answer: CachedAnswer,
+    ) {
+        let now = (self.clock)();
+        let mut evicted = Vec::new();
+        let rec = {
+            let mut inner = self.inner.write();
+            let id = inner.next_id;
+            inner.next_id += 1;
+            let rec = EntryRecord {
+                id,
+                scope,
+                tenant: tenant.to_string(),
+                text: text.to_string(),
+                vector,
+                answer,
+                created: now,
+                expires: now.saturating_add(self.cfg.ttl_secs),
+            };
+            inner.put(rec.clone());
+            while inner.entries.len() > self.cfg.max_entries || inner.bytes > self.cfg.max_bytes {
+                let Some((old, _)) = inner.lru.pop_lru() else {
+                    break;
+                };
+                if old == id {
+                    inner.lru.put(old, ());
+                    break;
+                }
+                if inner.remove(old).is_some() {
+                    evicted.push(old);
+                }
+            }
+            rec
+        };
+        self.stats.inserts.fetch_add(1, Ordering::Relaxed);
+        self.stats
+            .evictions
+            .fetch_add(evicted.len() as u64, Ordering::Relaxed);
+        if let Some(index) = self.index.read().clone() {
+            index.insert_slice((&rec.vector, rec.id as usize));
+        }
+        let mut records = vec![Record::Put(rec)];
+        if !evicted.is_empty() {
+            records.push(Record::Delete(evicted));
+        }
+        self.persist(&records);
+        self.maybe_rebuild();
+    }
+
+    fn persist(&self, records: &[Record]) {
+        if let Some(store) = &self.store {
+            if let Err(e) = store.lock().append(records) {
+                tracing::error!(error = %e, "cache log append failed");
+            }
+        }
+    }
+
+    fn maybe_rebuild(&self) {
+        let (tomb, live) = {
+            let inner = self.inner.read();
+            (inner.tombstones, inner.entries.len())
+        };
+        if tomb > 1024 && tomb * 5 > live {
+            self.rebuild_index();
+        }
+    }
+
+    /// Drops expired entries.
+    pub fn expire(&self) -> usize {
+        let now = (self.clock)();
+        let ids: Vec<u64> = {
+            let mut inner = self.inner.write();
+            let ids: Vec<u64> = inner
+                .entries
+                .values()
+                .filter(|e| e.rec.expires <= now)
+                .map(|e| e.rec.id)
+                .collect();
+            for id in &ids {
+                inner.remove(*id);
+            }
+            ids
+        };
+        if !ids.is_empty() {
+            self.stats
+                .expirations
+                .fetch_add(ids.len() as u64, Ordering::Relaxed);
+            self.persist(&[Record::Delete(ids.clone())]);
+        }
+        ids.len()
+    }
+
+    /// Removes entries: all, a tenant's, or those older than an age.
+    pub fn purge(&self, p: &Purge) -> usize {
+        let now = (self.clock)();
+        let ids: Vec<u64> = {
+            let mut inner = self.inner.write();
+            let ids: Vec<u64> = inner
+                .entries
+                .values()
+                .filter(|e| {
+                    p.all
+                        || p.tenant.as_deref() == Some(e.rec.tenant.as_str())
+                        || p.older_than_secs
+                            .is_some_and(|age| now.saturating_sub(e.rec.created) >= age)
+                })
+                .map(|e| e.rec.id)
+                .collect();
+            for id in &ids {
+                inner.remove(*id);
+            }
+            ids
+        };
+        if !ids.is_empty() {
+            self.persist(&[Record::Delete(ids.clone())]);
+            self.maybe_rebuild();
+        }
+        ids.len()
+    }
+
+    /// Writes a snapshot of the live entries and starts a fresh log.
+    pub fn snapshot(&self) -> Result<(), StoreError> {
+        let Some(store) = &self.store else {
+            return Ok(());
+        };
+        let mut store = store.lock();
+        store.rotate()?;
+        let entries: Vec<EntryRecord> = self
+            .inner
+            .read()
+            .entries
+            .values()
+            .map(|e| e.rec.clone())
+            .collect();
+        Store::write_snapshot(store.dir(), entries.iter())
+    }
+
+    /// A copy of every live entry.
+    pub fn entries_snapshot(&self) -> Vec<EntryRecord> {
+        self.inner
+            .read()
+            .entries
+            .values()
+            .map(|e| e.rec.clone())
+            .collect()
+    }
+
+    pub fn stats_report(&self) -> StatsReport {
+        let inner = self.inner.read();
+        let hits = self.stats.hits.load(Ordering::Relaxed);
+        let misses = self.stats.misses.load(Ordering::Relaxed);
+        StatsReport {
+            entries: inner.entries.len(),
+            bytes: inner.bytes,
+            scopes: inner.by_scope.len(),
+            hits,
+            misses,
+            bypasses: self.stats.bypasses.load(Ordering::Relaxed),
+            inserts: self.stats.inserts.load(Ordering::Relaxed),
+            evictions: self.stats.evictions.load(Ordering::Relaxed),
+            expirations: self.stats.expirations.load(Ordering::Relaxed),
+            hit_ratio: if hits + misses == 0 {
+                0.0
+            } else {
+                hits as f64 / (hits + misses) as f64
+            },
+            guard_rejections: self
+                .stats
+                .rejected
+                .lock()
+                .iter()
+                .map(|(k, v)| (k.to_string(), *v))
+                .collect(),
+            index_ready: self.index.read().is_some(),
+            tombstones: inner.tombstones,
+            persistent: self.store.is_some(),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn answer(s: &str) -> CachedAnswer {
+        CachedAnswer {
+            content: s.into(),
+            model: "m".into(),
+            finish_reason: "stop".into(),
+            prompt_tokens: 1,
+            completion_tokens: 1,
+            cached_tokens: 0,
+        }
+    }
+
+    fn unit(v: &[f32]) -> Vec<f32> {
+        let n = v.iter().map(|x| x * x).sum::<f32>().sqrt();
+        v.iter().map(|x| x / n).collect()
+    }
+
+    #[test]
+    fn exact_duplicate_does_not_panic_and_hits() {
+        let cache = SemanticCache::in_memory(CacheConfig::default());
+        cache.rebuild_index();
+        let v = unit(&[1.0, 2.0, 3.0, 4.0]);
+        cache.insert([1; 16], "t", "hello there", v.clone(), answer("hi!"));
+        match cache.lookup(&[1; 16], "hello there", &v, 0.9) {
+            Lookup::Hit {
+                answer, similarity, ..
+            } => {
+                assert_eq!(answer.content, "hi!");
+                assert!(similarity > 0.999);
+            }
+            other => panic!("{other:?}"),
+        }
+        // Another scope never sees it.
+        assert!(matches!(
+            cache.lookup(&[2; 16], "hello there", &v, 0.9),
+            Lookup::Miss { .. }
+        ));
+        // UnitCosine clamps rounding below zero.
+        assert!(UnitCosine.eval(&v, &v) >= 0.0);
+    }
+
+    #[test]
+    fn ttl_lru_and_purge() {
+        let now = Arc::new(AtomicU64::new(1000));
+        let n2 = now.clone();
+        let cfg = CacheConfig {
+            ttl_secs: 10,
+            max_entries: 2,
+            ..CacheConfig::default()
+        };
+        let cache =
+            SemanticCache::in_memory(cfg).with_clock(Box::new(move || n2.load(Ordering::Relaxed)));
+        let v = unit(&[1.0, 0.0, 0.0, 0.0]);
+        cache.insert([1; 16], "a", "q1", v.clone(), answer("1"));
+        cache.insert([2; 16], "b", "q2", v.clone(), answer("2"));
+        cache.insert([3; 16], "a", "q3", v.clone(), answer("3"));
+        assert_eq!(cache.len(), 2, "least recently used evicted");
+        assert!(matches!(
+            cache.lookup(&[1; 16], "q1", &v, 0.5),
+            Lookup::Miss { .. }
+        ));
+        now.store(1011, Ordering::Relaxed);
+        assert!(
+            matches!(cache.lookup(&[3; 16], "q3", &v, 0.5), Lookup::Miss { .. }),
+            "expired"
+        );
+        assert_eq!(cache.expire(), 2);
+        now.store(2000, Ordering::Relaxed);
+        cache.insert([1; 16], "a", "q1", v.clone(), answer("1"));
+        cache.insert([2; 16], "b", "q2", v.clone(), answer("2"));
+        assert_eq!(
+            cache.purge(&Purge {
+                tenant: Some("a".into()),
+                ..Purge::default()
+            }),
+            1
+        );
+        assert_eq!(
+            cache.purge(&Purge {
+                all: true,
+                ..Purge::default()
+            }),
+            1
+        );
+        assert!(cache.is_empty());
     }
 }

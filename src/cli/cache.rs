@@ -13,6 +13,73 @@ use triage::engine::embed_options;
 pub enum CacheCommand {
     /// Would request B be served the cached answer of request A (same scope)?
     Explain(ExplainArgs),
+    /// Fill a cache directory with synthetic entries (benchmarks, crash tests).
+    #[command(hide = true)]
+    Fill(FillArgs),
+}
+
+#[derive(Args, Debug)]
+pub struct FillArgs {
+    #[arg(long)]
+    pub dir: std::path::PathBuf,
+    #[arg(long, default_value_t = 10_000)]
+    pub count: usize,
+    /// Write a snapshot after every N inserts (0: never).
+    #[arg(long, default_value_t = 0)]
+    pub snapshot_every: usize,
+    /// Scopes the entries are spread over.
+    #[arg(long, default_value_t = 1)]
+    pub scopes: usize,
+}
+
+/// Deterministic pseudo-random unit vectors.
+pub fn synthetic_vector(seed: u64, dim: usize) -> Vec<f32> {
+    let mut x = seed.wrapping_mul(0x9E37_79B9_7F4A_7C15) | 1;
+    let mut v: Vec<f32> = (0..dim)
+        .map(|_| {
+            x ^= x << 13;
+            x ^= x >> 7;
+            x ^= x << 17;
+            (x >> 40) as f32 / (1u64 << 24) as f32 - 0.5
+        })
+        .collect();
+    let n = v.iter().map(|a| a * a).sum::<f32>().sqrt();
+    v.iter_mut().for_each(|a| *a /= n);
+    v
+}
+
+fn fill(a: FillArgs) -> anyhow::Result<ExitCode> {
+    use triage::cache::{CachedAnswer, SemanticCache};
+    let cfg = triage::config::CacheConfig {
+        max_entries: a.count.max(1),
+        max_bytes: usize::MAX,
+        ..Default::default()
+    };
+    let cache = SemanticCache::open(cfg, &a.dir)?;
+    let start = cache.len();
+    for i in start..start + a.count {
+        let mut scope = [0u8; 16];
+        scope[..8].copy_from_slice(&((i % a.scopes.max(1)) as u64).to_le_bytes());
+        cache.insert(
+            scope,
+            "fill",
+            &format!("question {i}"),
+            synthetic_vector(i as u64, 384),
+            CachedAnswer {
+                content: format!("answer {i}"),
+                model: "synthetic".into(),
+                finish_reason: "stop".into(),
+                prompt_tokens: 10,
+                completion_tokens: 20,
+                cached_tokens: 0,
+            },
+        );
+        if a.snapshot_every > 0 && (i + 1) % a.snapshot_every == 0 {
+            cache.snapshot()?;
+        }
+    }
+    println!("{} entries in {}", cache.len(), a.dir.display());
+    Ok(ExitCode::SUCCESS)
 }
 
 #[derive(Args, Debug)]
@@ -30,7 +97,10 @@ pub struct ExplainArgs {
 }
 
 pub fn run(g: &super::Global, cmd: CacheCommand) -> anyhow::Result<ExitCode> {
-    let CacheCommand::Explain(a) = cmd;
+    let a = match cmd {
+        CacheCommand::Explain(a) => a,
+        CacheCommand::Fill(f) => return fill(f),
+    };
     let cfg = super::load_config(g)?;
     let threshold = cfg.cache.threshold(a.tier.as_deref());
     let embedder = Embedder::load(&embed_options(&cfg)?)?;

@@ -5,6 +5,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use clap::Args;
+use triage::cache::SemanticCache;
 use triage::embed::EmbedPool;
 use triage::engine::Engine;
 use triage::pipeline::Pipeline;
@@ -27,6 +28,7 @@ pub fn run(g: &super::Global, a: ServeArgs) -> anyhow::Result<ExitCode> {
         cfg.server.listen = l;
         cfg.validate(cfg.source.as_deref().unwrap_or("--listen".as_ref()))?;
     }
+    let data_dir = super::data_dir(g, &cfg);
     let engine = Engine::load(&cfg)?;
     engine.warm_up();
     let rt = tokio::runtime::Builder::new_multi_thread()
@@ -40,10 +42,31 @@ pub fn run(g: &super::Global, a: ServeArgs) -> anyhow::Result<ExitCode> {
             cfg.embed.max_batch,
             cfg.embed.queue_capacity,
         );
+        let cache = if cfg.cache.enabled {
+            let dir = data_dir.join("cache");
+            let cache = SemanticCache::open(cfg.cache.clone(), &dir)?;
+            tracing::info!(entries = cache.len(), dir = %dir.display(), "cache loaded");
+            Some(cache)
+        } else {
+            None
+        };
+        if let Some(c) = cache.clone() {
+            let every = Duration::from_secs(cfg.cache.snapshot_interval_secs.max(1));
+            std::thread::Builder::new()
+                .name("triage-cache-snapshot".into())
+                .spawn(move || loop {
+                    std::thread::sleep(every);
+                    c.expire();
+                    if let Err(e) = c.snapshot() {
+                        tracing::error!(error = %e, "cache snapshot failed");
+                    }
+                })?;
+        }
         let cfg = Arc::new(cfg);
         let pipeline = Arc::new(
             Pipeline::new(cfg.clone(), pool, engine.head.clone(), a.dry_run)
-                .map_err(anyhow::Error::msg)?,
+                .map_err(anyhow::Error::msg)?
+                .with_cache(cache.clone()),
         );
         let state = Arc::new(AppState::new(pipeline).map_err(anyhow::Error::msg)?);
         let listener = tokio::net::TcpListener::bind(&cfg.server.listen).await?;
@@ -61,6 +84,11 @@ pub fn run(g: &super::Global, a: ServeArgs) -> anyhow::Result<ExitCode> {
             Duration::from_secs(cfg.server.shutdown_grace_secs),
         )
         .await?;
+        if let Some(c) = &cache {
+            if let Err(e) = c.snapshot() {
+                tracing::error!(error = %e, "cache snapshot at shutdown failed");
+            }
+        }
         eprintln!("triage stopped");
         Ok::<_, anyhow::Error>(())
     })?;

@@ -26,12 +26,14 @@ use tokio_stream::StreamExt;
 use tracing::Instrument;
 
 use crate::config::{is_identifier, Config};
-use crate::pipeline::{ChatRequest, Pipeline, Reply, ReplyBody, RequestCtx, Routing};
+use crate::pipeline::{CacheStatus, ChatRequest, Pipeline, Reply, ReplyBody, RequestCtx, Routing};
 
 pub struct AppState {
     pub pipeline: Arc<Pipeline>,
     /// sha256(client key) → key name.
     keys: HashMap<[u8; 32], String>,
+    /// sha256 of the admin key, when one is configured.
+    admin_key: Option<[u8; 32]>,
     max_body: usize,
     next_id: AtomicU64,
     id_prefix: String,
@@ -58,10 +60,22 @@ impl AppState {
             }
             keys.insert(Sha256::digest(secret.as_bytes()).into(), k.name.clone());
         }
+        let admin_key = match &cfg.server.admin_key_env {
+            None => None,
+            Some(var) => match std::env::var(var) {
+                Ok(v) if !v.is_empty() => Some(Sha256::digest(v.as_bytes()).into()),
+                _ => {
+                    return Err(format!(
+                        "server.admin_key_env: environment variable {var} is not set"
+                    ))
+                }
+            },
+        };
         let id_prefix = uuid::Uuid::new_v4().simple().to_string()[..8].to_string();
         Ok(Self {
             pipeline,
             keys,
+            admin_key,
             max_body: cfg.server.max_body_bytes,
             next_id: AtomicU64::new(1),
             id_prefix,
@@ -116,6 +130,32 @@ impl AppState {
         match self.keys.get(&digest) {
             Some(name) => Ok(name.clone()),
             None => Err(ApiError::unauthorized("Invalid API key.")),
+        }
+    }
+
+    /// Admin endpoints need the admin key (Bearer or `x-admin-key`).
+    fn authenticate_admin(&self, headers: &HeaderMap) -> Result<(), ApiError> {
+        let Some(expected) = &self.admin_key else {
+            return Err(ApiError::new(
+                StatusCode::FORBIDDEN,
+                "invalid_request_error",
+                "admin_disabled",
+                "Admin endpoints are disabled: set server.admin_key_env.",
+            ));
+        };
+        let presented = headers
+            .get("x-admin-key")
+            .and_then(|v| v.to_str().ok())
+            .or_else(|| {
+                headers
+                    .get("authorization")
+                    .and_then(|v| v.to_str().ok())
+                    .and_then(|v| v.strip_prefix("Bearer "))
+            })
+            .map(str::trim);
+        match presented {
+            Some(k) if <[u8; 32]>::from(Sha256::digest(k.as_bytes())) == *expected => Ok(()),
+            _ => Err(ApiError::unauthorized("Missing or invalid admin key.")),
         }
     }
 
@@ -177,11 +217,19 @@ pub fn router(state: Arc<AppState>) -> Router {
         .route("/v1/route", post(route))
         .route("/v1/models", get(models))
         .route("/healthz", get(healthz))
+        .route("/admin/cache/stats", get(cache_stats))
+        .route("/admin/cache/purge", post(cache_purge))
         .route("/readyz", get(readyz))
         .fallback(not_found)
         // Our own limit answers 413 in OpenAI's shape; axum's default would not.
         .layer(DefaultBodyLimit::disable())
         .with_state(state)
+}
+
+fn header_is(h: &HeaderMap, name: &str, value: &str) -> bool {
+    h.get(name)
+        .and_then(|v| v.to_str().ok())
+        .is_some_and(|v| v.trim().eq_ignore_ascii_case(value))
 }
 
 fn set_header(h: &mut HeaderMap, name: &'static str, value: &str) {
@@ -190,7 +238,13 @@ fn set_header(h: &mut HeaderMap, name: &'static str, value: &str) {
     }
 }
 
-fn decision_headers(h: &mut HeaderMap, request_id: &str, routing: &Routing, model: &str) {
+fn decision_headers(
+    h: &mut HeaderMap,
+    request_id: &str,
+    routing: &Routing,
+    model: &str,
+    cache: CacheStatus,
+) {
     set_header(h, "x-triage-request-id", request_id);
     match &routing.decision {
         Some(d) => {
@@ -200,7 +254,10 @@ fn decision_headers(h: &mut HeaderMap, request_id: &str, routing: &Routing, mode
         None => set_header(h, "x-triage-tier", "passthrough"),
     }
     set_header(h, "x-triage-model", model);
-    set_header(h, "x-triage-cache", "bypass");
+    set_header(h, "x-triage-cache", cache.as_str());
+    if let CacheStatus::Hit { similarity } = cache {
+        set_header(h, "x-triage-cache-similarity", &format!("{similarity:.4}"));
+    }
 }
 
 async fn chat_completions(
@@ -237,24 +294,25 @@ async fn chat_inner(
             .get("x-triage-conversation")
             .and_then(|v| v.to_str().ok())
             .map(str::to_string),
+        cache_off: header_is(headers, "x-triage-cache", "off")
+            || headers
+                .get("cache-control")
+                .and_then(|v| v.to_str().ok())
+                .is_some_and(|v| v.to_ascii_lowercase().contains("no-cache")),
     };
     let reply: Reply = state.pipeline.chat(&ctx, raw).await?;
-    let model = reply
-        .call
-        .as_ref()
-        .map(|c| c.model.clone())
-        .or_else(|| reply.routing.models.first().cloned())
-        .unwrap_or_default();
+    let model = reply.model.clone();
     tracing::info!(
         endpoint = %ctx.endpoint,
         tier = reply.routing.tier().unwrap_or("passthrough"),
         model = %model,
         retries = reply.call.as_ref().map(|c| c.retries).unwrap_or(0),
         fallback = reply.call.as_ref().map(|c| c.fallback_used).unwrap_or(false),
+        cache = reply.cache.as_str(),
         "routed"
     );
     let mut h = HeaderMap::new();
-    decision_headers(&mut h, request_id, &reply.routing, &model);
+    decision_headers(&mut h, request_id, &reply.routing, &model, reply.cache);
     let resp = match reply.body {
         ReplyBody::Json(bytes) => {
             h.insert("content-type", HeaderValue::from_static("application/json"));
@@ -285,7 +343,7 @@ async fn route(State(state): State<Arc<AppState>>, headers: HeaderMap, body: Bod
         let routing = state.pipeline.route(&req).await?;
         let mut h = HeaderMap::new();
         let model = routing.models.first().cloned().unwrap_or_default();
-        decision_headers(&mut h, &request_id, &routing, &model);
+        decision_headers(&mut h, &request_id, &routing, &model, CacheStatus::Bypass);
         let d = routing.decision.as_ref();
         let body = json!({
             "request_id": request_id,
@@ -327,6 +385,43 @@ async fn models(State(state): State<Arc<AppState>>, headers: HeaderMap) -> Respo
         })
         .collect();
     Json(json!({"object": "list", "data": data})).into_response()
+}
+
+async fn cache_stats(State(state): State<Arc<AppState>>, headers: HeaderMap) -> Response {
+    if let Err(e) = state.authenticate_admin(&headers) {
+        return e.into_response();
+    }
+    match &state.pipeline.cache {
+        Some(c) => Json(json!({"enabled": true, "stats": c.stats_report()})).into_response(),
+        None => Json(json!({"enabled": false})).into_response(),
+    }
+}
+
+async fn cache_purge(
+    State(state): State<Arc<AppState>>,
+    headers: HeaderMap,
+    body: Body,
+) -> Response {
+    let result: Result<Response, ApiError> = async {
+        state.authenticate_admin(&headers)?;
+        let raw = state.json_body(&headers, body).await?;
+        let purge: crate::cache::Purge = serde_json::from_value(raw).map_err(|e| {
+            ApiError::bad_request(
+                format!("purge takes {{\"all\": true}}, {{\"tenant\": NAME}} or {{\"older_than_secs\": N}}: {e}"),
+                None,
+            )
+        })?;
+        if !purge.all && purge.tenant.is_none() && purge.older_than_secs.is_none() {
+            return Err(ApiError::bad_request(
+                "say what to purge: `all`, `tenant` or `older_than_secs`",
+                None,
+            ));
+        }
+        let removed = state.pipeline.cache.as_ref().map(|c| c.purge(&purge)).unwrap_or(0);
+        Ok(Json(json!({"removed": removed})).into_response())
+    }
+    .await;
+    result.unwrap_or_else(IntoResponse::into_response)
 }
 
 async fn healthz() -> Response {

@@ -17,6 +17,7 @@ use axum::{Json, Router};
 use bytes::Bytes;
 use serde_json::{json, Value};
 
+use triage::cache::SemanticCache;
 use triage::config::Config;
 use triage::embed::EmbedPool;
 use triage::engine::Engine;
@@ -180,6 +181,11 @@ async fn openai_chat(
         return r;
     }
     let text = format!("answer from {model}: {}", last_user_text(&req));
+    let finish = if model == "truncated" {
+        "length"
+    } else {
+        "stop"
+    };
     if req["stream"] == true {
         let usage = req["stream_options"]["include_usage"] == true;
         let chunk = |delta: Value, finish: Value| {
@@ -197,7 +203,7 @@ async fn openai_chat(
         for w in STREAM_WORDS {
             events.push(chunk(json!({"content": w}), Value::Null));
         }
-        events.push(chunk(json!({}), json!("stop")));
+        events.push(chunk(json!({}), json!(finish)));
         if usage {
             events.push(sse(
                 &json!({"id": "chatcmpl-fake", "object": "chat.completion.chunk", "created": 1,
@@ -211,7 +217,7 @@ async fn openai_chat(
     }
     Json(json!({
         "id": "chatcmpl-fake", "object": "chat.completion", "created": 1, "model": model,
-        "choices": [{"index": 0, "message": {"role": "assistant", "content": text}, "finish_reason": "stop"}],
+        "choices": [{"index": 0, "message": {"role": "assistant", "content": text}, "finish_reason": finish}],
         "usage": {"prompt_tokens": 11, "completion_tokens": 7, "total_tokens": 18,
                   "prompt_tokens_details": {"cached_tokens": 3}},
         "system_fingerprint": "fp_fake"
@@ -341,8 +347,26 @@ impl Drop for Triage {
     }
 }
 
-/// Starts triage in-process with a config given as TOML.
+/// Starts triage in-process with a config given as TOML (no semantic cache).
 pub async fn start_triage(toml: &str, dry_run: bool) -> Triage {
+    start_triage_with(toml, dry_run, None).await
+}
+
+/// Starts triage with a semantic cache: in memory, or kept in `dir`.
+pub async fn start_triage_cached(toml: &str, dir: Option<&std::path::Path>) -> Triage {
+    let cfg = Config::parse(toml, std::path::Path::new("test.toml")).expect("config");
+    let cache = match dir {
+        Some(d) => SemanticCache::open(cfg.cache.clone(), d).unwrap(),
+        None => SemanticCache::in_memory(cfg.cache.clone()),
+    };
+    start_triage_with(toml, false, Some(cache)).await
+}
+
+pub async fn start_triage_with(
+    toml: &str,
+    dry_run: bool,
+    cache: Option<Arc<SemanticCache>>,
+) -> Triage {
     let cfg = Config::parse(toml, std::path::Path::new("test.toml")).expect("config");
     let engine = engine();
     let pool = EmbedPool::start(
@@ -352,8 +376,11 @@ pub async fn start_triage(toml: &str, dry_run: bool) -> Triage {
         cfg.embed.queue_capacity,
     );
     let cfg = Arc::new(cfg);
-    let pipeline =
-        Arc::new(Pipeline::new(cfg.clone(), pool, engine.head.clone(), dry_run).unwrap());
+    let pipeline = Arc::new(
+        Pipeline::new(cfg.clone(), pool, engine.head.clone(), dry_run)
+            .unwrap()
+            .with_cache(cache),
+    );
     let state = Arc::new(AppState::new(pipeline).unwrap());
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let addr = listener.local_addr().unwrap();
