@@ -38,6 +38,9 @@ pub struct Config {
     pub upstreams: Vec<UpstreamConfig>,
     pub models: Vec<ModelConfig>,
     pub cache: CacheConfig,
+    pub ledger: LedgerConfig,
+    /// Price overrides and additions, USD per 1M tokens, by model name.
+    pub prices: std::collections::HashMap<String, crate::ledger::Price>,
     /// Where serve/report/retrain keep their state (decision log, cache snapshot).
     pub data_dir: Option<PathBuf>,
     /// Directory the config file was read from; relative paths resolve against it.
@@ -154,6 +157,33 @@ impl Default for RouterConfig {
             top_tier_guard: 0.2,
             aliases: vec!["auto".into()],
             allow_passthrough: true,
+        }
+    }
+}
+
+#[derive(Debug, Clone, Deserialize, Serialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct LedgerConfig {
+    /// Write the decision log (SQLite in the data directory).
+    pub enabled: bool,
+    /// Keep the routed text in the log (needed for retraining).
+    pub log_text: bool,
+    /// Days rows are kept (0: forever).
+    pub retention_days: u64,
+    /// Rows waiting for the writer before new ones are dropped.
+    pub queue_capacity: usize,
+    /// Distinct `x-triage-endpoint` values accepted (bounds metric cardinality).
+    pub max_endpoints: usize,
+}
+
+impl Default for LedgerConfig {
+    fn default() -> Self {
+        Self {
+            enabled: true,
+            log_text: false,
+            retention_days: 90,
+            queue_capacity: 10_000,
+            max_endpoints: 100,
         }
     }
 }
@@ -386,6 +416,22 @@ impl Config {
         {
             if !(0.0..=1.0).contains(&v) {
                 return Err(bad(&key, "must be between 0 and 1".into()));
+            }
+        }
+        for (m, p) in &self.prices {
+            for (field, v) in [
+                ("input", Some(p.input)),
+                ("cached_input", p.cached_input),
+                ("output", Some(p.output)),
+            ] {
+                if let Some(v) = v {
+                    if !(v >= 0.0 && v.is_finite()) {
+                        return Err(bad(
+                            &format!("prices.{m}.{field}"),
+                            "must be a non-negative number (USD per 1M tokens)".into(),
+                        ));
+                    }
+                }
             }
         }
         if self.cache.max_entries == 0 {

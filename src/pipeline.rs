@@ -18,7 +18,8 @@ use crate::cache::{CachedAnswer, Lookup, SemanticCache};
 use crate::classify::{decide, Decision, TierHead};
 use crate::config::Config;
 use crate::embed::{EmbedPool, PoolError};
-use crate::upstream::{sse, CallInfo, ForwardBody, ForwardError, Upstreams};
+use crate::ledger::{DecisionRow, Ledger};
+use crate::upstream::{sse, CallInfo, ForwardBody, ForwardError, Upstreams, Usage};
 
 #[derive(Debug, thiserror::Error)]
 pub enum PipelineError {
@@ -364,6 +365,9 @@ pub struct Reply {
 #[derive(Debug, Clone)]
 pub struct RequestCtx {
     pub request_id: String,
+    /// The client key's name (or `default`).
+    pub tenant: String,
+    /// What the request is accounted under: `x-triage-endpoint`, else the tenant.
     pub endpoint: String,
     pub conversation_header: Option<String>,
     /// `Cache-Control: no-cache` or `x-triage-cache: off`.
@@ -378,6 +382,19 @@ pub struct Pipeline {
     pub sticky: StickyTiers,
     pub dry_run: bool,
     pub cache: Option<Arc<SemanticCache>>,
+    pub ledger: Option<Arc<Ledger>>,
+}
+
+/// What the ledger needs to know about how a request ended.
+struct Outcome<'a> {
+    cache: CacheStatus,
+    model: Option<&'a str>,
+    usage: Usage,
+    /// For a cache hit: the usage of the call it replaced.
+    replaced: Option<(&'a str, Usage)>,
+    call: Option<&'a CallInfo>,
+    error: Option<String>,
+    upstream_ms: i64,
 }
 
 /// Where a cacheable request's answer lives.
@@ -407,7 +424,84 @@ impl Pipeline {
             sticky,
             dry_run,
             cache: None,
+            ledger: None,
         })
+    }
+
+    /// Adds the ledger (costs, decision log, metrics).
+    pub fn with_ledger(mut self, ledger: Option<Arc<Ledger>>) -> Self {
+        self.ledger = ledger;
+        self
+    }
+
+    /// Writes the decision row for a finished request.
+    fn account(
+        &self,
+        ctx: &RequestCtx,
+        req: &ChatRequest,
+        routing: &Routing,
+        started: Instant,
+        o: Outcome,
+    ) {
+        let Some(ledger) = &self.ledger else { return };
+        let cfg = &self.cfg;
+        let d = routing.decision.as_ref();
+        let top_model = self
+            .head
+            .labels()
+            .last()
+            .and_then(|t| cfg.router.tiers.get(t))
+            .and_then(|m| m.first())
+            .cloned();
+        let (cost, saved, top_cost) = match (o.cache, o.replaced) {
+            (CacheStatus::Hit { .. }, Some((m, u))) => (
+                Some(0.0),
+                ledger.cost(cfg, m, &u),
+                top_model.as_deref().and_then(|t| ledger.cost(cfg, t, &u)),
+            ),
+            _ => (
+                o.model.and_then(|m| ledger.cost(cfg, m, &o.usage)),
+                None,
+                top_model
+                    .as_deref()
+                    .and_then(|t| ledger.cost(cfg, t, &o.usage)),
+            ),
+        };
+        let t = &routing.timings;
+        ledger.record(DecisionRow {
+            id: ctx.request_id.clone(),
+            ts_ms: chrono::Utc::now().timestamp_millis(),
+            endpoint: ctx.endpoint.clone(),
+            tenant: ctx.tenant.clone(),
+            conversation: req.conversation.map(hex::encode),
+            routed_text: ledger.log_text.then(|| req.routed_text.clone()),
+            tier: d.map(|d| d.tier.clone()),
+            probs: d.map(|d| d.probs_json().to_string()),
+            confidence: d.map(|d| d.confidence as f64),
+            chosen_model: routing.models.first().cloned(),
+            actual_model: o.model.map(str::to_string),
+            cache_status: o.cache.as_str().to_string(),
+            cache_similarity: match o.cache {
+                CacheStatus::Hit { similarity } => Some(similarity as f64),
+                _ => None,
+            },
+            input_tokens: o.usage.prompt_tokens as i64,
+            cached_tokens: o.usage.cached_tokens as i64,
+            output_tokens: o.usage.completion_tokens as i64,
+            cost_usd: cost,
+            saved_usd: saved,
+            top_tier_cost_usd: top_cost,
+            queue_us: t.queue_us as i64,
+            embed_us: (t.tokenize_us + t.embed_us + t.pool_us) as i64,
+            head_us: t.head_us as i64,
+            route_us: t.total_us as i64,
+            upstream_ms: o.upstream_ms,
+            total_ms: started.elapsed().as_millis() as i64,
+            upstream_status: o.call.map(|c| c.upstream_status as i64),
+            retries: o.call.map(|c| c.retries as i64).unwrap_or(0),
+            fallback: o.call.is_some_and(|c| c.fallback_used),
+            error: o.error,
+        });
     }
 
     /// Adds the semantic cache.
@@ -615,6 +709,7 @@ impl Pipeline {
         ctx: &RequestCtx,
         raw: Value,
     ) -> Result<Reply, PipelineError> {
+        let started = Instant::now();
         let req = ChatRequest::parse(raw, ctx.conversation_header.as_deref())?;
         let routing = self.route(&req).await?;
         let key = self.cache_key(ctx, &req, &routing);
@@ -625,6 +720,26 @@ impl Pipeline {
                     answer, similarity, ..
                 } => {
                     self.remember_first_turn(&req, &routing, &answer.content);
+                    let original = Usage {
+                        prompt_tokens: answer.prompt_tokens,
+                        completion_tokens: answer.completion_tokens,
+                        cached_tokens: answer.cached_tokens,
+                    };
+                    self.account(
+                        ctx,
+                        &req,
+                        &routing,
+                        started,
+                        Outcome {
+                            cache: CacheStatus::Hit { similarity },
+                            model: Some(&answer.model),
+                            usage: Usage::default(),
+                            replaced: Some((&answer.model, original)),
+                            call: None,
+                            error: None,
+                            upstream_ms: 0,
+                        },
+                    );
                     let body = if req.stream {
                         ReplyBody::Stream(replay_stream(
                             &ctx.request_id,
@@ -667,6 +782,21 @@ impl Pipeline {
                     completion_json(&ctx.request_id, &model, &text).to_string(),
                 ))
             };
+            self.account(
+                ctx,
+                &req,
+                &routing,
+                started,
+                Outcome {
+                    cache: cache_status,
+                    model: None,
+                    usage: Usage::default(),
+                    replaced: None,
+                    call: None,
+                    error: None,
+                    upstream_ms: 0,
+                },
+            );
             return Ok(Reply {
                 model,
                 routing,
@@ -677,7 +807,8 @@ impl Pipeline {
         }
         let deadline =
             Instant::now() + Duration::from_secs_f64(self.cfg.server.request_deadline_secs);
-        let fwd = self
+        let upstream_started = Instant::now();
+        let forwarded = self
             .upstreams
             .forward(
                 &routing.models,
@@ -686,7 +817,28 @@ impl Pipeline {
                 req.include_usage,
                 deadline,
             )
-            .await?;
+            .await;
+        let fwd = match forwarded {
+            Ok(f) => f,
+            Err(e) => {
+                self.account(
+                    ctx,
+                    &req,
+                    &routing,
+                    started,
+                    Outcome {
+                        cache: cache_status,
+                        model: None,
+                        usage: Usage::default(),
+                        replaced: None,
+                        call: None,
+                        error: Some(e.to_string()),
+                        upstream_ms: upstream_started.elapsed().as_millis() as i64,
+                    },
+                );
+                return Err(e.into());
+            }
+        };
         let model = fwd.info.model.clone();
         let body = match fwd.body {
             ForwardBody::Json { body, usage } => {
@@ -710,6 +862,21 @@ impl Pipeline {
                     .and_then(|v| v.get("choices"))
                     .and_then(Value::as_array)
                     .is_some_and(|c| c.len() == 1);
+                self.account(
+                    ctx,
+                    &req,
+                    &routing,
+                    started,
+                    Outcome {
+                        cache: cache_status,
+                        model: Some(&model),
+                        usage: usage.unwrap_or_default(),
+                        replaced: None,
+                        call: Some(&fwd.info),
+                        error: None,
+                        upstream_ms: upstream_started.elapsed().as_millis() as i64,
+                    },
+                );
                 if let Some(k) = key {
                     // Only complete, plain answers: never errors, truncations or tool calls.
                     if finish == "stop" && !tool_calls && single && !content.is_empty() {
@@ -738,10 +905,32 @@ impl Pipeline {
                 let request_id = ctx.request_id.clone();
                 let endpoint = ctx.endpoint.clone();
                 let model2 = model.clone();
+                let ctx2 = ctx.clone();
+                let info = fwd.info.clone();
                 tokio::spawn(async move {
                     let Ok(outcome) = done.await else { return };
                     tracing::debug!(request_id = %request_id, complete = outcome.complete,
                         client_gone = outcome.client_gone, "stream finished");
+                    let error = if outcome.client_gone {
+                        Some("client went away mid-stream".to_string())
+                    } else {
+                        outcome.error.clone()
+                    };
+                    this.account(
+                        &ctx2,
+                        &req2,
+                        &routing2,
+                        started,
+                        Outcome {
+                            cache: cache_status,
+                            model: Some(&model2),
+                            usage: outcome.usage.unwrap_or_default(),
+                            replaced: None,
+                            call: Some(&info),
+                            error,
+                            upstream_ms: upstream_started.elapsed().as_millis() as i64,
+                        },
+                    );
                     if !outcome.complete {
                         return;
                     }

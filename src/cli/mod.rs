@@ -2,6 +2,7 @@
 
 mod cache;
 mod model;
+mod report;
 mod route;
 mod serve;
 mod train;
@@ -54,6 +55,8 @@ pub enum Command {
     Eval(train::EvalArgs),
     /// Run the sidecar: an OpenAI-compatible proxy that routes each request.
     Serve(serve::ServeArgs),
+    /// Spend, savings, cache hit rate and token use from the decision log.
+    Report(report::ReportArgs),
     /// Semantic cache tools.
     #[command(subcommand)]
     Cache(cache::CacheCommand),
@@ -75,6 +78,7 @@ pub fn main() -> ExitCode {
         Command::Serve(a) => serve::run(&cli.global, a),
         Command::Model(c) => model::run(c),
         Command::Cache(c) => cache::run(&cli.global, c),
+        Command::Report(a) => report::run(&cli.global, a),
     };
     match result {
         Ok(code) => code,

@@ -8,6 +8,7 @@ use clap::Args;
 use triage::cache::SemanticCache;
 use triage::embed::EmbedPool;
 use triage::engine::Engine;
+use triage::ledger::{DecisionLog, Ledger};
 use triage::pipeline::Pipeline;
 use triage::server::{serve, AppState};
 
@@ -62,11 +63,19 @@ pub fn run(g: &super::Global, a: ServeArgs) -> anyhow::Result<ExitCode> {
                     }
                 })?;
         }
+        let log = if cfg.ledger.enabled {
+            let path = triage::ledger::log::db_path(&data_dir);
+            Some(DecisionLog::start(&path, cfg.ledger.queue_capacity, cfg.ledger.retention_days)?)
+        } else {
+            None
+        };
+        let ledger = Ledger::new(&cfg, log);
         let cfg = Arc::new(cfg);
         let pipeline = Arc::new(
             Pipeline::new(cfg.clone(), pool, engine.head.clone(), a.dry_run)
                 .map_err(anyhow::Error::msg)?
-                .with_cache(cache.clone()),
+                .with_cache(cache.clone())
+                .with_ledger(Some(ledger.clone())),
         );
         let state = Arc::new(AppState::new(pipeline).map_err(anyhow::Error::msg)?);
         let listener = tokio::net::TcpListener::bind(&cfg.server.listen).await?;
@@ -84,6 +93,9 @@ pub fn run(g: &super::Global, a: ServeArgs) -> anyhow::Result<ExitCode> {
             Duration::from_secs(cfg.server.shutdown_grace_secs),
         )
         .await?;
+        if let Some(l) = &ledger.log {
+            l.flush(Duration::from_secs(5));
+        }
         if let Some(c) = &cache {
             if let Err(e) = c.snapshot() {
                 tracing::error!(error = %e, "cache snapshot at shutdown failed");

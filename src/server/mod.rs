@@ -34,6 +34,8 @@ pub struct AppState {
     keys: HashMap<[u8; 32], String>,
     /// sha256 of the admin key, when one is configured.
     admin_key: Option<[u8; 32]>,
+    endpoints: parking_lot::Mutex<std::collections::HashSet<String>>,
+    max_endpoints: usize,
     max_body: usize,
     next_id: AtomicU64,
     id_prefix: String,
@@ -73,6 +75,8 @@ impl AppState {
         };
         let id_prefix = uuid::Uuid::new_v4().simple().to_string()[..8].to_string();
         Ok(Self {
+            max_endpoints: cfg.ledger.max_endpoints,
+            endpoints: parking_lot::Mutex::new(std::collections::HashSet::new()),
             pipeline,
             keys,
             admin_key,
@@ -94,9 +98,10 @@ impl AppState {
         )
     }
 
-    /// The endpoint this request is accounted under: the client key's name, else a
-    /// valid `x-triage-endpoint` header, else `default`.
-    fn authenticate(&self, headers: &HeaderMap) -> Result<String, ApiError> {
+    /// The caller: (tenant = the client key's name or `default`, endpoint = a valid
+    /// `x-triage-endpoint` header, else the tenant). Distinct endpoints are bounded
+    /// by `ledger.max_endpoints`; the rest are accounted as `other`.
+    fn authenticate(&self, headers: &HeaderMap) -> Result<(String, String), ApiError> {
         let presented = headers
             .get("authorization")
             .and_then(|v| v.to_str().ok())
@@ -118,19 +123,33 @@ impl AppState {
                 ));
             }
         }
-        if self.keys.is_empty() {
-            return Ok(header_endpoint.unwrap_or_else(|| "default".into()));
-        }
-        let Some(key) = presented else {
-            return Err(ApiError::unauthorized(
-                "Missing API key: send `Authorization: Bearer <key>`.",
-            ));
+        let tenant = if self.keys.is_empty() {
+            "default".to_string()
+        } else {
+            let Some(key) = presented else {
+                return Err(ApiError::unauthorized(
+                    "Missing API key: send `Authorization: Bearer <key>`.",
+                ));
+            };
+            let digest: [u8; 32] = Sha256::digest(key.as_bytes()).into();
+            match self.keys.get(&digest) {
+                Some(name) => name.clone(),
+                None => return Err(ApiError::unauthorized("Invalid API key.")),
+            }
         };
-        let digest: [u8; 32] = Sha256::digest(key.as_bytes()).into();
-        match self.keys.get(&digest) {
-            Some(name) => Ok(name.clone()),
-            None => Err(ApiError::unauthorized("Invalid API key.")),
-        }
+        let endpoint = match header_endpoint {
+            None => tenant.clone(),
+            Some(e) => {
+                let mut seen = self.endpoints.lock();
+                if seen.contains(&e) || seen.len() < self.max_endpoints {
+                    seen.insert(e.clone());
+                    e
+                } else {
+                    "other".to_string()
+                }
+            }
+        };
+        Ok((tenant, endpoint))
     }
 
     /// Admin endpoints need the admin key (Bearer or `x-admin-key`).
@@ -217,6 +236,8 @@ pub fn router(state: Arc<AppState>) -> Router {
         .route("/v1/route", post(route))
         .route("/v1/models", get(models))
         .route("/healthz", get(healthz))
+        .route("/metrics", get(metrics_text))
+        .route("/v1/feedback", post(feedback))
         .route("/admin/cache/stats", get(cache_stats))
         .route("/admin/cache/purge", post(cache_purge))
         .route("/readyz", get(readyz))
@@ -285,10 +306,11 @@ async fn chat_inner(
     headers: &HeaderMap,
     body: Body,
 ) -> Result<Response, ApiError> {
-    let endpoint = state.authenticate(headers)?;
+    let (tenant, endpoint) = state.authenticate(headers)?;
     let raw = state.json_body(headers, body).await?;
     let ctx = RequestCtx {
         request_id: request_id.to_string(),
+        tenant,
         endpoint,
         conversation_header: headers
             .get("x-triage-conversation")
@@ -385,6 +407,98 @@ async fn models(State(state): State<Arc<AppState>>, headers: HeaderMap) -> Respo
         })
         .collect();
     Json(json!({"object": "list", "data": data})).into_response()
+}
+
+/// Prometheus text format.
+async fn metrics_text(State(state): State<Arc<AppState>>) -> Response {
+    let p = &state.pipeline;
+    metrics::gauge!("triage_embed_queue_depth").set(p.pool.queue_depth() as f64);
+    if let Some(c) = &p.cache {
+        let r = c.stats_report();
+        metrics::gauge!("triage_cache_hit_ratio").set(r.hit_ratio);
+        metrics::gauge!("triage_cache_entries").set(r.entries as f64);
+    }
+    if let Some(l) = p.ledger.as_ref().and_then(|l| l.log.as_ref()) {
+        metrics::gauge!("triage_ledger_rows_dropped")
+            .set(l.dropped.load(std::sync::atomic::Ordering::Relaxed) as f64);
+    }
+    let body = crate::ledger::metrics_handle().render();
+    ([("content-type", "text/plain; version=0.0.4")], body).into_response()
+}
+
+#[derive(serde::Deserialize)]
+#[serde(deny_unknown_fields)]
+struct FeedbackBody {
+    request_id: String,
+    correct_tier: Option<String>,
+    outcome: Option<String>,
+    note: Option<String>,
+}
+
+/// `POST /v1/feedback`: a correction or an outcome for an earlier request.
+async fn feedback(State(state): State<Arc<AppState>>, headers: HeaderMap, body: Body) -> Response {
+    let result: Result<Response, ApiError> = async {
+        state.authenticate(&headers)?;
+        let raw = state.json_body(&headers, body).await?;
+        let fb: FeedbackBody = serde_json::from_value(raw).map_err(|e| {
+            ApiError::bad_request(
+                format!("feedback takes {{request_id, correct_tier?, outcome?, note?}}: {e}"),
+                None,
+            )
+        })?;
+        if fb.request_id.trim().is_empty() || fb.request_id.len() > 128 {
+            return Err(ApiError::bad_request(
+                "`request_id` must be 1-128 characters",
+                Some("request_id".into()),
+            ));
+        }
+        let labels = state.pipeline.head.labels();
+        let correct_tier = match fb.correct_tier {
+            None => None,
+            Some(t) => match labels.iter().find(|l| l.eq_ignore_ascii_case(&t)) {
+                Some(l) => Some(l.clone()),
+                None => {
+                    return Err(ApiError::bad_request(
+                        format!("`correct_tier` must be one of {}", labels.join(", ")),
+                        Some("correct_tier".into()),
+                    ))
+                }
+            },
+        };
+        if let Some(o) = &fb.outcome {
+            if o != "success" && o != "failure" {
+                return Err(ApiError::bad_request(
+                    "`outcome` must be \"success\" or \"failure\"",
+                    Some("outcome".into()),
+                ));
+            }
+        }
+        if correct_tier.is_none() && fb.outcome.is_none() {
+            return Err(ApiError::bad_request(
+                "give `correct_tier`, `outcome`, or both",
+                None,
+            ));
+        }
+        let note = fb.note.map(|n| n.chars().take(2000).collect::<String>());
+        let Some(log) = state.pipeline.ledger.as_ref().and_then(|l| l.log.as_ref()) else {
+            return Err(ApiError::new(
+                StatusCode::SERVICE_UNAVAILABLE,
+                "server_error",
+                "ledger_disabled",
+                "Feedback needs the decision log: set ledger.enabled = true.",
+            ));
+        };
+        log.feedback(crate::ledger::FeedbackRow {
+            request_id: fb.request_id,
+            ts_ms: chrono::Utc::now().timestamp_millis(),
+            correct_tier,
+            outcome: fb.outcome,
+            note,
+        });
+        Ok((StatusCode::ACCEPTED, Json(json!({"status": "recorded"}))).into_response())
+    }
+    .await;
+    result.unwrap_or_else(IntoResponse::into_response)
 }
 
 async fn cache_stats(State(state): State<Arc<AppState>>, headers: HeaderMap) -> Response {

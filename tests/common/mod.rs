@@ -367,7 +367,29 @@ pub async fn start_triage_with(
     dry_run: bool,
     cache: Option<Arc<SemanticCache>>,
 ) -> Triage {
+    start_triage_full(toml, dry_run, cache, None).await
+}
+
+/// Starts triage with a decision log in `data_dir` (and optionally a cache).
+pub async fn start_triage_logged(
+    toml: &str,
+    data_dir: &std::path::Path,
+    cache: Option<Arc<SemanticCache>>,
+) -> Triage {
+    start_triage_full(toml, false, cache, Some(data_dir)).await
+}
+
+pub async fn start_triage_full(
+    toml: &str,
+    dry_run: bool,
+    cache: Option<Arc<SemanticCache>>,
+    data_dir: Option<&std::path::Path>,
+) -> Triage {
     let cfg = Config::parse(toml, std::path::Path::new("test.toml")).expect("config");
+    let log = data_dir.map(|d| {
+        triage::ledger::DecisionLog::start(&triage::ledger::log::db_path(d), 1000, 0).unwrap()
+    });
+    let ledger = triage::ledger::Ledger::new(&cfg, log);
     let engine = engine();
     let pool = EmbedPool::start(
         engine.embedder.clone(),
@@ -379,7 +401,8 @@ pub async fn start_triage_with(
     let pipeline = Arc::new(
         Pipeline::new(cfg.clone(), pool, engine.head.clone(), dry_run)
             .unwrap()
-            .with_cache(cache),
+            .with_cache(cache)
+            .with_ledger(Some(ledger)),
     );
     let state = Arc::new(AppState::new(pipeline).unwrap());
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();

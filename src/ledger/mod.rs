@@ -1,0 +1,122 @@
+//! The ledger: prices and costs, the decision log, feedback, Prometheus metrics.
+//! Nothing here blocks the request path on disk.
+
+pub mod log;
+pub mod prices;
+pub mod report;
+
+use std::sync::Arc;
+
+pub use log::{DecisionLog, DecisionRow, FeedbackRow};
+pub use prices::{Price, Prices};
+
+use crate::config::Config;
+
+/// Installs the process-wide Prometheus recorder once and returns its handle.
+pub fn metrics_handle() -> &'static metrics_exporter_prometheus::PrometheusHandle {
+    static HANDLE: std::sync::OnceLock<metrics_exporter_prometheus::PrometheusHandle> =
+        std::sync::OnceLock::new();
+    HANDLE.get_or_init(|| {
+        let builder = metrics_exporter_prometheus::PrometheusBuilder::new()
+            .set_buckets_for_metric(
+                metrics_exporter_prometheus::Matcher::Suffix("tokens".into()),
+                &[
+                    16.0, 64.0, 256.0, 512.0, 1024.0, 2048.0, 4096.0, 8192.0, 16384.0, 65536.0,
+                ],
+            )
+            .and_then(|b| {
+                b.set_buckets_for_metric(
+                    metrics_exporter_prometheus::Matcher::Suffix("seconds".into()),
+                    &[
+                        0.0005, 0.001, 0.002, 0.005, 0.01, 0.02, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5,
+                        5.0, 10.0, 30.0,
+                    ],
+                )
+            });
+        let recorder = match builder {
+            Ok(b) => b.build_recorder(),
+            Err(_) => metrics_exporter_prometheus::PrometheusBuilder::new().build_recorder(),
+        };
+        let handle = recorder.handle();
+        if metrics::set_global_recorder(recorder).is_err() {
+            tracing::warn!("a metrics recorder was already installed");
+        }
+        handle
+    })
+}
+
+/// Everything the pipeline needs to account for a request.
+pub struct Ledger {
+    pub prices: Prices,
+    pub log: Option<DecisionLog>,
+    pub log_text: bool,
+}
+
+impl Ledger {
+    pub fn new(cfg: &Config, log: Option<DecisionLog>) -> Arc<Self> {
+        metrics_handle();
+        Arc::new(Self {
+            prices: Prices::new(&cfg.prices),
+            log,
+            log_text: cfg.ledger.log_text,
+        })
+    }
+
+    /// Cost of `usage` on `model` (None: unpriced).
+    pub fn cost(&self, cfg: &Config, model: &str, usage: &crate::upstream::Usage) -> Option<f64> {
+        let upstream_model = cfg.model(model).map(|m| m.upstream_model().to_string());
+        self.prices.cost(model, upstream_model.as_deref(), usage)
+    }
+
+    /// Writes the row and updates the metrics.
+    pub fn record(&self, row: DecisionRow) {
+        let tier = row.tier.clone().unwrap_or_else(|| "passthrough".into());
+        let model = row.actual_model.clone().unwrap_or_else(|| "none".into());
+        let labels = [
+            ("tier", tier),
+            ("model", model.clone()),
+            ("endpoint", row.endpoint.clone()),
+            ("cache", row.cache_status.clone()),
+        ];
+        metrics::counter!("triage_requests_total", &labels).increment(1);
+        if let Some(c) = row.cost_usd {
+            // Monotonic, in USD; a gauge because metrics' counters are integers.
+            metrics::gauge!("triage_cost_usd_total", "model" => model.clone(), "endpoint" => row.endpoint.clone())
+                .increment(c);
+        } else if row.actual_model.is_some() && row.error.is_none() && row.cache_status != "hit" {
+            metrics::counter!("triage_unpriced_requests_total", "model" => model.clone())
+                .increment(1);
+        }
+        if let Some(s) = row.saved_usd {
+            metrics::gauge!("triage_cache_saved_usd_total", "endpoint" => row.endpoint.clone())
+                .increment(s);
+        }
+        metrics::histogram!("triage_request_input_tokens", "endpoint" => row.endpoint.clone())
+            .record(row.input_tokens as f64);
+        metrics::histogram!("triage_request_output_tokens", "endpoint" => row.endpoint.clone())
+            .record(row.output_tokens as f64);
+        for (stage, us) in [
+            ("queue", row.queue_us),
+            ("embed", row.embed_us),
+            ("head", row.head_us),
+            ("route", row.route_us),
+        ] {
+            metrics::histogram!("triage_routing_latency_seconds", "stage" => stage)
+                .record(us as f64 / 1e6);
+        }
+        if row.retries > 0 {
+            metrics::counter!("triage_upstream_retries_total", "model" => model.clone())
+                .increment(row.retries as u64);
+        }
+        if row.fallback {
+            metrics::counter!("triage_fallbacks_total", "model" => model.clone()).increment(1);
+        }
+        if row.error.is_some() {
+            metrics::counter!("triage_upstream_errors_total", "endpoint" => row.endpoint.clone())
+                .increment(1);
+        }
+        if let Some(log) = &self.log {
+            log.record(row);
+        }
+    }
+}
