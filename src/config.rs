@@ -39,6 +39,10 @@ pub struct Config {
     pub models: Vec<ModelConfig>,
     pub cache: CacheConfig,
     pub ledger: LedgerConfig,
+    /// Hourly/daily USD budgets, global or per endpoint.
+    pub budgets: Vec<crate::ledger::budget::BudgetConfig>,
+    /// Where budget alerts go.
+    pub alerts: crate::ledger::budget::AlertConfig,
     /// Price overrides and additions, USD per 1M tokens, by model name.
     pub prices: std::collections::HashMap<String, crate::ledger::Price>,
     /// Where serve/report/retrain keep their state (decision log, cache snapshot).
@@ -432,6 +436,36 @@ impl Config {
                         ));
                     }
                 }
+            }
+        }
+        for (i, b) in self.budgets.iter().enumerate() {
+            if !(b.usd > 0.0 && b.usd.is_finite()) {
+                return Err(bad(
+                    &format!("budgets[{i}].usd"),
+                    "must be a positive amount of USD".into(),
+                ));
+            }
+            if b.thresholds.iter().any(|t| !(*t > 0.0 && *t <= 10.0)) {
+                return Err(bad(
+                    &format!("budgets[{i}].thresholds"),
+                    "each threshold is a share of the budget, e.g. 0.8 or 1.0".into(),
+                ));
+            }
+            if let Some(e) = &b.endpoint {
+                if !is_identifier(e) {
+                    return Err(bad(
+                        &format!("budgets[{i}].endpoint"),
+                        "not a valid endpoint name".into(),
+                    ));
+                }
+            }
+        }
+        if let Some(u) = &self.alerts.webhook_url {
+            if !(u.starts_with("http://") || u.starts_with("https://")) {
+                return Err(bad(
+                    "alerts.webhook_url",
+                    "must start with http:// or https://".into(),
+                ));
             }
         }
         if self.cache.max_entries == 0 {

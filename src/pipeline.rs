@@ -34,6 +34,11 @@ pub enum PipelineError {
     ModelNotAllowed { model: String, valid: String },
     #[error("triage is busy: {0}")]
     Busy(String),
+    #[error("The {budget} is spent for this window; requests are refused until it ends (in {retry_after_secs} s).")]
+    BudgetExceeded {
+        budget: String,
+        retry_after_secs: i64,
+    },
     #[error(transparent)]
     Upstream(#[from] ForwardError),
     #[error("internal error: {0}")]
@@ -320,6 +325,8 @@ pub struct Routing {
     /// The routed text's sentence vector (what the cache indexes).
     #[serde(skip)]
     pub vector: Option<Vec<f32>>,
+    /// Sent to the cheapest tier because a budget with `downgrade` is spent.
+    pub downgraded: bool,
 }
 
 impl Routing {
@@ -432,6 +439,47 @@ impl Pipeline {
     pub fn with_ledger(mut self, ledger: Option<Arc<Ledger>>) -> Self {
         self.ledger = ledger;
         self
+    }
+
+    /// Enforces spent budgets: refuse, or send everything to the cheapest tier.
+    fn apply_budget(&self, ctx: &RequestCtx, routing: &mut Routing) -> Result<(), PipelineError> {
+        let Some(ledger) = &self.ledger else {
+            return Ok(());
+        };
+        match ledger.budgets.verdict(&ctx.endpoint) {
+            crate::ledger::budget::Verdict::Allow => Ok(()),
+            crate::ledger::budget::Verdict::Reject {
+                budget,
+                retry_after_secs,
+            } => Err(PipelineError::BudgetExceeded {
+                budget,
+                retry_after_secs,
+            }),
+            crate::ledger::budget::Verdict::Downgrade { budget } => {
+                let Some(cheapest) = self.head.labels().first() else {
+                    return Ok(());
+                };
+                let models = self
+                    .cfg
+                    .router
+                    .tiers
+                    .get(cheapest)
+                    .cloned()
+                    .unwrap_or_default();
+                if models.is_empty() {
+                    return Ok(());
+                }
+                tracing::info!(request_id = %ctx.request_id, %budget, "budget spent: downgraded to the cheapest tier");
+                if let Some(d) = routing.decision.as_mut() {
+                    d.tier = cheapest.clone();
+                    d.tier_index = 0;
+                    d.models = models.clone();
+                }
+                routing.models = models;
+                routing.downgraded = true;
+                Ok(())
+            }
+        }
     }
 
     /// Writes the decision row for a finished request.
@@ -641,6 +689,7 @@ impl Pipeline {
                 models: vec![req.model.clone()],
                 timings: RouteTimings::default(),
                 vector: None,
+                downgraded: false,
             });
         }
         let t0 = Instant::now();
@@ -676,6 +725,7 @@ impl Pipeline {
         }
         let t = embedded.timings;
         Ok(Routing {
+            downgraded: false,
             vector: Some(embedded.embedding.vector),
             models: decision.models.clone(),
             decision: Some(decision),
@@ -711,7 +761,8 @@ impl Pipeline {
     ) -> Result<Reply, PipelineError> {
         let started = Instant::now();
         let req = ChatRequest::parse(raw, ctx.conversation_header.as_deref())?;
-        let routing = self.route(&req).await?;
+        let mut routing = self.route(&req).await?;
+        self.apply_budget(ctx, &mut routing)?;
         let key = self.cache_key(ctx, &req, &routing);
         let mut cache_status = CacheStatus::Bypass;
         if let (Some(k), Some(cache)) = (&key, &self.cache) {

@@ -69,7 +69,14 @@ pub fn run(g: &super::Global, a: ServeArgs) -> anyhow::Result<ExitCode> {
         } else {
             None
         };
-        let ledger = Ledger::new(&cfg, log);
+        let ledger = Ledger::new(&cfg, log, None);
+        if cfg.ledger.enabled && !ledger.budgets.is_empty() {
+            // Spend already made in the current windows counts after a restart.
+            let db = triage::ledger::log::db_path(&data_dir);
+            ledger.budgets.seed(|endpoint, since| {
+                triage::ledger::report::spend_since(&db, endpoint, since).unwrap_or(0.0)
+            });
+        }
         let cfg = Arc::new(cfg);
         let pipeline = Arc::new(
             Pipeline::new(cfg.clone(), pool, engine.head.clone(), a.dry_run)

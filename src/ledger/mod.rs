@@ -1,6 +1,7 @@
 //! The ledger: prices and costs, the decision log, feedback, Prometheus metrics.
 //! Nothing here blocks the request path on disk.
 
+pub mod budget;
 pub mod log;
 pub mod prices;
 pub mod report;
@@ -50,15 +51,18 @@ pub struct Ledger {
     pub prices: Prices,
     pub log: Option<DecisionLog>,
     pub log_text: bool,
+    pub budgets: Arc<budget::Budgets>,
 }
 
 impl Ledger {
-    pub fn new(cfg: &Config, log: Option<DecisionLog>) -> Arc<Self> {
+    /// The ledger; `clock` (unix seconds) replaces the real one in tests.
+    pub fn new(cfg: &Config, log: Option<DecisionLog>, clock: Option<budget::Clock>) -> Arc<Self> {
         metrics_handle();
         Arc::new(Self {
             prices: Prices::new(&cfg.prices),
             log,
             log_text: cfg.ledger.log_text,
+            budgets: budget::Budgets::new(cfg.budgets.clone(), &cfg.alerts, clock),
         })
     }
 
@@ -80,6 +84,7 @@ impl Ledger {
         ];
         metrics::counter!("triage_requests_total", &labels).increment(1);
         if let Some(c) = row.cost_usd {
+            self.budgets.add(&row.endpoint, &model, c);
             // Monotonic, in USD; a gauge because metrics' counters are integers.
             metrics::gauge!("triage_cost_usd_total", "model" => model.clone(), "endpoint" => row.endpoint.clone())
                 .increment(c);

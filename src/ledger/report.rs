@@ -76,6 +76,8 @@ pub struct Report {
     pub saved_vs_top_tier_usd: f64,
     /// What cache hits saved (the cost of the calls they replaced).
     pub saved_by_cache_usd: f64,
+    /// Cost per hour and model: (hour, model, USD).
+    pub hourly_model_cost: Vec<(String, String, f64)>,
 }
 
 struct Row {
@@ -167,7 +169,13 @@ pub fn build(db: &Path, since_ms: i64, until_ms: i64, by: GroupBy) -> Result<Rep
     let mut hourly: BTreeMap<String, Totals> = BTreeMap::new();
     let mut tokens: BTreeMap<String, Vec<u64>> = BTreeMap::new();
     let (mut saved_top, mut saved_cache) = (0.0, 0.0);
+    let mut hourly_model: BTreeMap<(String, String), f64> = BTreeMap::new();
     for r in &rows {
+        if let (Some(c), Some(m)) = (r.cost, &r.model) {
+            *hourly_model
+                .entry((hour_key(r.ts_ms), m.clone()))
+                .or_default() += c;
+        }
         add(&mut totals, r);
         let key = match by {
             GroupBy::Model => r.model.clone().unwrap_or_else(|| "(none)".into()),
@@ -249,6 +257,10 @@ pub fn build(db: &Path, since_ms: i64, until_ms: i64, by: GroupBy) -> Result<Rep
         corrections,
         saved_vs_top_tier_usd: saved_top,
         saved_by_cache_usd: saved_cache,
+        hourly_model_cost: hourly_model
+            .into_iter()
+            .map(|((h, m), c)| (h, m, c))
+            .collect(),
     })
 }
 
@@ -321,6 +333,30 @@ impl Report {
         }
         s
     }
+}
+
+/// USD spent since `since_secs` (unix), on one endpoint or all.
+pub fn spend_since(db: &Path, endpoint: Option<&str>, since_secs: i64) -> Result<f64, LogError> {
+    let conn = open(db)?;
+    let err = |source| LogError::Sqlite {
+        path: db.to_path_buf(),
+        source,
+    };
+    let since_ms = since_secs * 1000;
+    let v: Option<f64> = match endpoint {
+        Some(e) => conn.query_row(
+            "SELECT sum(cost_usd) FROM decisions WHERE ts_ms >= ?1 AND endpoint = ?2",
+            params![since_ms, e],
+            |r| r.get(0),
+        ),
+        None => conn.query_row(
+            "SELECT sum(cost_usd) FROM decisions WHERE ts_ms >= ?1",
+            params![since_ms],
+            |r| r.get(0),
+        ),
+    }
+    .map_err(err)?;
+    Ok(v.unwrap_or(0.0))
 }
 
 /// Parses `24h`, `7d`, `90m`, `3600s`.

@@ -89,6 +89,17 @@ impl From<PipelineError> for ApiError {
                     message,
                 )
             },
+            PipelineError::BudgetExceeded {
+                retry_after_secs, ..
+            } => ApiError {
+                retry_after: Some(retry_after_secs.clamp(1, 86_400) as u32),
+                ..ApiError::new(
+                    StatusCode::TOO_MANY_REQUESTS,
+                    "budget_exceeded",
+                    "budget_exceeded",
+                    message,
+                )
+            },
             PipelineError::Busy(_) => ApiError {
                 retry_after: Some(1),
                 ..ApiError::new(

@@ -237,6 +237,8 @@ pub fn router(state: Arc<AppState>) -> Router {
         .route("/v1/models", get(models))
         .route("/healthz", get(healthz))
         .route("/metrics", get(metrics_text))
+        .route("/dashboard", get(dashboard_page))
+        .route("/dashboard/data", get(dashboard_data))
         .route("/v1/feedback", post(feedback))
         .route("/admin/cache/stats", get(cache_stats))
         .route("/admin/cache/purge", post(cache_purge))
@@ -276,6 +278,9 @@ fn decision_headers(
     }
     set_header(h, "x-triage-model", model);
     set_header(h, "x-triage-cache", cache.as_str());
+    if routing.downgraded {
+        set_header(h, "x-triage-budget", "downgraded");
+    }
     if let CacheStatus::Hit { similarity } = cache {
         set_header(h, "x-triage-cache-similarity", &format!("{similarity:.4}"));
     }
@@ -407,6 +412,144 @@ async fn models(State(state): State<Arc<AppState>>, headers: HeaderMap) -> Respo
         })
         .collect();
     Json(json!({"object": "list", "data": data})).into_response()
+}
+
+const DASHBOARD_HTML: &str = include_str!("dashboard.html");
+
+/// The dashboard needs the admin key when one is configured (header or `?key=`).
+fn dashboard_auth(
+    state: &AppState,
+    headers: &HeaderMap,
+    uri: &axum::http::Uri,
+) -> Result<(), ApiError> {
+    if state.admin_key.is_none() {
+        return Ok(());
+    }
+    if state.authenticate_admin(headers).is_ok() {
+        return Ok(());
+    }
+    let key = uri.query().and_then(|q| {
+        q.split('&')
+            .find_map(|kv| kv.strip_prefix("key="))
+            .map(str::to_string)
+    });
+    match (key, &state.admin_key) {
+        (Some(k), Some(expected))
+            if <[u8; 32]>::from(Sha256::digest(k.as_bytes())) == *expected =>
+        {
+            Ok(())
+        }
+        _ => Err(ApiError::unauthorized(
+            "The dashboard needs the admin key (?key=…).",
+        )),
+    }
+}
+
+async fn dashboard_page(
+    State(state): State<Arc<AppState>>,
+    headers: HeaderMap,
+    uri: axum::http::Uri,
+) -> Response {
+    if let Err(e) = dashboard_auth(&state, &headers, &uri) {
+        return e.into_response();
+    }
+    axum::response::Html(DASHBOARD_HTML).into_response()
+}
+
+/// The numbers behind the dashboard: the last 24 hours of the decision log.
+async fn dashboard_data(
+    State(state): State<Arc<AppState>>,
+    headers: HeaderMap,
+    uri: axum::http::Uri,
+) -> Response {
+    if let Err(e) = dashboard_auth(&state, &headers, &uri) {
+        return e.into_response();
+    }
+    let Some(ledger) = state.pipeline.ledger.clone() else {
+        return ApiError::new(
+            StatusCode::SERVICE_UNAVAILABLE,
+            "server_error",
+            "ledger_disabled",
+            "No ledger.",
+        )
+        .into_response();
+    };
+    let Some(db) = ledger.log.as_ref().map(|l| l.path().to_path_buf()) else {
+        return ApiError::new(
+            StatusCode::SERVICE_UNAVAILABLE,
+            "server_error",
+            "ledger_disabled",
+            "The dashboard reads the decision log: set ledger.enabled = true.",
+        )
+        .into_response();
+    };
+    let now = chrono::Utc::now().timestamp_millis();
+    let report = tokio::task::spawn_blocking(move || {
+        crate::ledger::report::build(
+            &db,
+            now - 86_400_000,
+            now + 1,
+            crate::ledger::report::GroupBy::Tier,
+        )
+    })
+    .await;
+    let report = match report {
+        Ok(Ok(r)) => r,
+        Ok(Err(e)) => {
+            return ApiError::new(
+                StatusCode::INTERNAL_SERVER_ERROR,
+                "server_error",
+                "report_failed",
+                e.to_string(),
+            )
+            .into_response()
+        }
+        Err(e) => {
+            return ApiError::new(
+                StatusCode::INTERNAL_SERVER_ERROR,
+                "server_error",
+                "report_failed",
+                e.to_string(),
+            )
+            .into_response()
+        }
+    };
+    let hours: Vec<String> = report.hourly.iter().map(|g| g.key.clone()).collect();
+    let mut models: Vec<String> = report
+        .hourly_model_cost
+        .iter()
+        .map(|(_, m, _)| m.clone())
+        .collect();
+    models.sort();
+    models.dedup();
+    let series: Vec<Value> = models
+        .iter()
+        .map(|m| {
+            let values: Vec<f64> = hours
+                .iter()
+                .map(|h| {
+                    report
+                        .hourly_model_cost
+                        .iter()
+                        .filter(|(hh, mm, _)| hh == h && mm == m)
+                        .map(|(_, _, c)| *c)
+                        .sum()
+                })
+                .collect();
+            json!({"name": m, "values": values})
+        })
+        .collect();
+    Json(json!({
+        "totals": report.totals,
+        "saved_vs_top_tier_usd": report.saved_vs_top_tier_usd,
+        "saved_by_cache_usd": report.saved_by_cache_usd,
+        "cost_by_hour": {"hours": hours, "models": series},
+        "tiers": report.groups.iter().map(|g| json!({"key": g.key, "requests": g.totals.requests})).collect::<Vec<_>>(),
+        "hourly": report.hourly.iter().map(|g| json!({"key": g.key, "cache_hit_rate": g.totals.cache_hit_rate})).collect::<Vec<_>>(),
+        "endpoints": report.endpoints,
+        "budgets": ledger.budgets.status(),
+    }))
+    .into_response()
 }
 
 /// Prometheus text format.

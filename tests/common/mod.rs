@@ -327,6 +327,19 @@ pub fn engine() -> &'static Engine {
     ENGINE.get_or_init(|| Engine::load(&Config::default()).expect("engine loads"))
 }
 
+/// A test clock (unix seconds) the budget tests move by hand.
+pub static CLOCK: std::sync::atomic::AtomicI64 = std::sync::atomic::AtomicI64::new(0);
+
+/// The ledger's clock: the real one unless a test set CLOCK.
+fn clock() -> Option<triage::ledger::budget::Clock> {
+    if CLOCK.load(std::sync::atomic::Ordering::Relaxed) == 0 {
+        return None;
+    }
+    Some(Arc::new(|| {
+        CLOCK.load(std::sync::atomic::Ordering::Relaxed)
+    }))
+}
+
 pub struct Triage {
     pub addr: SocketAddr,
     pub state: Arc<AppState>,
@@ -389,7 +402,7 @@ pub async fn start_triage_full(
     let log = data_dir.map(|d| {
         triage::ledger::DecisionLog::start(&triage::ledger::log::db_path(d), 1000, 0).unwrap()
     });
-    let ledger = triage::ledger::Ledger::new(&cfg, log);
+    let ledger = triage::ledger::Ledger::new(&cfg, log, clock());
     let engine = engine();
     let pool = EmbedPool::start(
         engine.embedder.clone(),
