@@ -6,6 +6,7 @@ pub mod classify;
 pub mod config;
 pub mod embed;
 pub mod engine;
+pub mod learn;
 pub mod ledger;
 pub mod pipeline;
 pub mod server;

@@ -381,11 +381,17 @@ pub struct RequestCtx {
     pub cache_off: bool,
 }
 
-pub struct Pipeline {
+/// What a reload swaps as one: the config's routing table (and upstreams) and the
+/// head. Each request works on the snapshot it started with.
+pub struct Live {
     pub cfg: Arc<Config>,
-    pub pool: EmbedPool,
     pub head: Arc<TierHead>,
     pub upstreams: Upstreams,
+}
+
+pub struct Pipeline {
+    live: arc_swap::ArcSwap<Live>,
+    pub pool: EmbedPool,
     pub sticky: StickyTiers,
     pub dry_run: bool,
     pub cache: Option<Arc<SemanticCache>>,
@@ -424,15 +430,46 @@ impl Pipeline {
             Duration::from_secs(cfg.server.sticky_ttl_secs),
         );
         Ok(Self {
-            cfg,
+            live: arc_swap::ArcSwap::from_pointee(Live {
+                cfg,
+                head,
+                upstreams,
+            }),
             pool,
-            head,
-            upstreams,
             sticky,
             dry_run,
             cache: None,
             ledger: None,
         })
+    }
+
+    /// The current config and head.
+    pub fn live(&self) -> Arc<Live> {
+        self.live.load_full()
+    }
+
+    /// Swaps in a new config and head at once. Requests in flight finish on the old
+    /// ones. Nothing changes when the new pair does not fit together.
+    pub fn reload(&self, cfg: Config, head: TierHead) -> Result<(), String> {
+        crate::engine::check_routing_table(&cfg.router, &head).map_err(|e| e.to_string())?;
+        let emb = self.pool.embedder();
+        head.check_embedder(
+            std::path::Path::new("(reloaded head)"),
+            emb.model_id(),
+            emb.weights_sha256(),
+            emb.features_dim(),
+        )
+        .map_err(|e| e.to_string())?;
+        let upstreams = Upstreams::new(&cfg)?;
+        if let Some(l) = &self.ledger {
+            l.reload(&cfg);
+        }
+        self.live.store(Arc::new(Live {
+            cfg: Arc::new(cfg),
+            head: Arc::new(head),
+            upstreams,
+        }));
+        Ok(())
     }
 
     /// Adds the ledger (costs, decision log, metrics).
@@ -442,11 +479,16 @@ impl Pipeline {
     }
 
     /// Enforces spent budgets: refuse, or send everything to the cheapest tier.
-    fn apply_budget(&self, ctx: &RequestCtx, routing: &mut Routing) -> Result<(), PipelineError> {
+    fn apply_budget(
+        &self,
+        live: &Live,
+        ctx: &RequestCtx,
+        routing: &mut Routing,
+    ) -> Result<(), PipelineError> {
         let Some(ledger) = &self.ledger else {
             return Ok(());
         };
-        match ledger.budgets.verdict(&ctx.endpoint) {
+        match ledger.budgets().verdict(&ctx.endpoint) {
             crate::ledger::budget::Verdict::Allow => Ok(()),
             crate::ledger::budget::Verdict::Reject {
                 budget,
@@ -456,10 +498,10 @@ impl Pipeline {
                 retry_after_secs,
             }),
             crate::ledger::budget::Verdict::Downgrade { budget } => {
-                let Some(cheapest) = self.head.labels().first() else {
+                let Some(cheapest) = live.head.labels().first() else {
                     return Ok(());
                 };
-                let models = self
+                let models = live
                     .cfg
                     .router
                     .tiers
@@ -485,6 +527,7 @@ impl Pipeline {
     /// Writes the decision row for a finished request.
     fn account(
         &self,
+        live: &Live,
         ctx: &RequestCtx,
         req: &ChatRequest,
         routing: &Routing,
@@ -492,9 +535,9 @@ impl Pipeline {
         o: Outcome,
     ) {
         let Some(ledger) = &self.ledger else { return };
-        let cfg = &self.cfg;
+        let cfg = &live.cfg;
         let d = routing.decision.as_ref();
-        let top_model = self
+        let top_model = live
             .head
             .labels()
             .last()
@@ -640,9 +683,9 @@ impl Pipeline {
     }
 
     /// Models a client may name: aliases first, then configured models.
-    pub fn model_names(&self) -> Vec<String> {
-        let mut names = self.cfg.router.aliases.clone();
-        for m in self.configured_models() {
+    pub fn model_names(&self, live: &Live) -> Vec<String> {
+        let mut names = live.cfg.router.aliases.clone();
+        for m in self.configured_models(live) {
             if !names.contains(&m) {
                 names.push(m);
             }
@@ -651,12 +694,12 @@ impl Pipeline {
     }
 
     /// [[models]], or in a config without upstreams, the routing table's names.
-    fn configured_models(&self) -> Vec<String> {
-        if !self.cfg.models.is_empty() {
-            return self.cfg.models.iter().map(|m| m.name.clone()).collect();
+    fn configured_models(&self, live: &Live) -> Vec<String> {
+        if !live.cfg.models.is_empty() {
+            return live.cfg.models.iter().map(|m| m.name.clone()).collect();
         }
         let mut v: Vec<String> = Vec::new();
-        for list in self.cfg.router.tiers.values() {
+        for list in live.cfg.router.tiers.values() {
             for m in list {
                 if !v.contains(m) {
                     v.push(m.clone());
@@ -668,19 +711,19 @@ impl Pipeline {
 
     /// Embeds and classifies the routed text; applies the confidence policy and the
     /// conversation's sticky tier.
-    pub async fn route(&self, req: &ChatRequest) -> Result<Routing, PipelineError> {
-        if !self.cfg.router.aliases.contains(&req.model) {
-            let configured = self.configured_models();
+    pub async fn route(&self, live: &Live, req: &ChatRequest) -> Result<Routing, PipelineError> {
+        if !live.cfg.router.aliases.contains(&req.model) {
+            let configured = self.configured_models(live);
             if !configured.contains(&req.model) {
                 return Err(PipelineError::UnknownModel {
                     model: req.model.clone(),
-                    valid: self.model_names().join(", "),
+                    valid: self.model_names(live).join(", "),
                 });
             }
-            if !self.cfg.router.allow_passthrough {
+            if !live.cfg.router.allow_passthrough {
                 return Err(PipelineError::ModelNotAllowed {
                     model: req.model.clone(),
-                    valid: self.cfg.router.aliases.join(", "),
+                    valid: live.cfg.router.aliases.join(", "),
                 });
             }
             return Ok(Routing {
@@ -702,8 +745,8 @@ impl Pipeline {
                 other => PipelineError::Internal(other.to_string()),
             })?;
         let th = Instant::now();
-        let pred = self.head.predict(&embedded.embedding.features);
-        let mut decision = decide(&self.head, &pred, &self.cfg.router);
+        let pred = live.head.predict(&embedded.embedding.features);
+        let mut decision = decide(&live.head, &pred, &live.cfg.router);
         let head_us = th.elapsed().as_micros() as u64;
         let mut sticky = false;
         if let Some(key) = &req.conversation {
@@ -711,8 +754,8 @@ impl Pipeline {
                 if prev > decision.tier_index {
                     sticky = true;
                     decision.tier_index = prev;
-                    decision.tier = self.head.labels()[prev].clone();
-                    decision.models = self
+                    decision.tier = live.head.labels()[prev].clone();
+                    decision.models = live
                         .cfg
                         .router
                         .tiers
@@ -760,9 +803,10 @@ impl Pipeline {
         raw: Value,
     ) -> Result<Reply, PipelineError> {
         let started = Instant::now();
+        let live = self.live();
         let req = ChatRequest::parse(raw, ctx.conversation_header.as_deref())?;
-        let mut routing = self.route(&req).await?;
-        self.apply_budget(ctx, &mut routing)?;
+        let mut routing = self.route(&live, &req).await?;
+        self.apply_budget(&live, ctx, &mut routing)?;
         let key = self.cache_key(ctx, &req, &routing);
         let mut cache_status = CacheStatus::Bypass;
         if let (Some(k), Some(cache)) = (&key, &self.cache) {
@@ -777,6 +821,7 @@ impl Pipeline {
                         cached_tokens: answer.cached_tokens,
                     };
                     self.account(
+                        &live,
                         ctx,
                         &req,
                         &routing,
@@ -834,6 +879,7 @@ impl Pipeline {
                 ))
             };
             self.account(
+                &live,
                 ctx,
                 &req,
                 &routing,
@@ -857,9 +903,9 @@ impl Pipeline {
             });
         }
         let deadline =
-            Instant::now() + Duration::from_secs_f64(self.cfg.server.request_deadline_secs);
+            Instant::now() + Duration::from_secs_f64(live.cfg.server.request_deadline_secs);
         let upstream_started = Instant::now();
-        let forwarded = self
+        let forwarded = live
             .upstreams
             .forward(
                 &routing.models,
@@ -873,6 +919,7 @@ impl Pipeline {
             Ok(f) => f,
             Err(e) => {
                 self.account(
+                    &live,
                     ctx,
                     &req,
                     &routing,
@@ -914,6 +961,7 @@ impl Pipeline {
                     .and_then(Value::as_array)
                     .is_some_and(|c| c.len() == 1);
                 self.account(
+                    &live,
                     ctx,
                     &req,
                     &routing,
@@ -957,6 +1005,7 @@ impl Pipeline {
                 let endpoint = ctx.endpoint.clone();
                 let model2 = model.clone();
                 let ctx2 = ctx.clone();
+                let live2 = live.clone();
                 let info = fwd.info.clone();
                 tokio::spawn(async move {
                     let Ok(outcome) = done.await else { return };
@@ -968,6 +1017,7 @@ impl Pipeline {
                         outcome.error.clone()
                     };
                     this.account(
+                        &live2,
                         &ctx2,
                         &req2,
                         &routing2,

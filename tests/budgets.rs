@@ -143,7 +143,11 @@ enforcement = "downgrade"
     {
         let mut alerts = got.lock().unwrap().clone();
         assert_eq!(alerts.len(), 3, "{alerts:?}");
-        let blog: Vec<Value> = alerts.iter().filter(|a| a["endpoint"] == "blog").cloned().collect();
+        let blog: Vec<Value> = alerts
+            .iter()
+            .filter(|a| a["endpoint"] == "blog")
+            .cloned()
+            .collect();
         assert_eq!(blog.len(), 1, "once per window and threshold: {alerts:?}");
         alerts.retain(|a| a["endpoint"] == "shop");
         assert_eq!(alerts[0]["threshold"], 0.5);

@@ -1,6 +1,7 @@
 //! Command-line parsing and the commands themselves. The only place that prints.
 
 mod cache;
+mod learn;
 mod model;
 mod report;
 mod route;
@@ -57,6 +58,14 @@ pub enum Command {
     Serve(serve::ServeArgs),
     /// Spend, savings, cache hit rate and token use from the decision log.
     Report(report::ReportArgs),
+    /// Logged requests that feedback says were misrouted.
+    #[command(subcommand)]
+    Misroutes(learn::MisroutesCommand),
+    /// Retrain the head with logged corrections, behind a quality gate.
+    Retrain(learn::RetrainArgs),
+    /// Head versions: list, or install one (roll back).
+    #[command(subcommand)]
+    Head(learn::HeadCommand),
     /// Semantic cache tools.
     #[command(subcommand)]
     Cache(cache::CacheCommand),
@@ -79,6 +88,9 @@ pub fn main() -> ExitCode {
         Command::Model(c) => model::run(c),
         Command::Cache(c) => cache::run(&cli.global, c),
         Command::Report(a) => report::run(&cli.global, a),
+        Command::Misroutes(c) => learn::run_export(&cli.global, c),
+        Command::Retrain(a) => learn::run_retrain(&cli.global, a),
+        Command::Head(c) => learn::run_head(&cli.global, c),
     };
     match result {
         Ok(code) => code,

@@ -30,6 +30,7 @@ pub fn run(g: &super::Global, a: ServeArgs) -> anyhow::Result<ExitCode> {
         cfg.validate(cfg.source.as_deref().unwrap_or("--listen".as_ref()))?;
     }
     let data_dir = super::data_dir(g, &cfg);
+    let config_path = g.config.clone();
     let engine = Engine::load(&cfg)?;
     engine.warm_up();
     let rt = tokio::runtime::Builder::new_multi_thread()
@@ -70,13 +71,6 @@ pub fn run(g: &super::Global, a: ServeArgs) -> anyhow::Result<ExitCode> {
             None
         };
         let ledger = Ledger::new(&cfg, log, None);
-        if cfg.ledger.enabled && !ledger.budgets.is_empty() {
-            // Spend already made in the current windows counts after a restart.
-            let db = triage::ledger::log::db_path(&data_dir);
-            ledger.budgets.seed(|endpoint, since| {
-                triage::ledger::report::spend_since(&db, endpoint, since).unwrap_or(0.0)
-            });
-        }
         let cfg = Arc::new(cfg);
         let pipeline = Arc::new(
             Pipeline::new(cfg.clone(), pool, engine.head.clone(), a.dry_run)
@@ -84,7 +78,26 @@ pub fn run(g: &super::Global, a: ServeArgs) -> anyhow::Result<ExitCode> {
                 .with_cache(cache.clone())
                 .with_ledger(Some(ledger.clone())),
         );
-        let state = Arc::new(AppState::new(pipeline).map_err(anyhow::Error::msg)?);
+        let state = Arc::new(
+            AppState::new(pipeline)
+                .map_err(anyhow::Error::msg)?
+                .with_config_path(config_path),
+        );
+        #[cfg(unix)]
+        {
+            let st = state.clone();
+            let mut hup = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::hangup())?;
+            tokio::spawn(async move {
+                while hup.recv().await.is_some() {
+                    let st = st.clone();
+                    match tokio::task::spawn_blocking(move || st.reload_from_disk()).await {
+                        Ok(Ok(_)) => eprintln!("triage: reloaded config and head (SIGHUP)"),
+                        Ok(Err(e)) => eprintln!("triage: reload failed, keeping the running config and head: {e}"),
+                        Err(e) => eprintln!("triage: reload failed: {e}"),
+                    }
+                }
+            });
+        }
         let listener = tokio::net::TcpListener::bind(&cfg.server.listen).await?;
         let addr = listener.local_addr()?;
         tracing::info!(%addr, dry_run = a.dry_run, ready_ms = started.elapsed().as_millis() as u64, "triage listening");

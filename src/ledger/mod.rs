@@ -48,28 +48,67 @@ pub fn metrics_handle() -> &'static metrics_exporter_prometheus::PrometheusHandl
 
 /// Everything the pipeline needs to account for a request.
 pub struct Ledger {
-    pub prices: Prices,
+    prices: arc_swap::ArcSwap<Prices>,
     pub log: Option<DecisionLog>,
     pub log_text: bool,
-    pub budgets: Arc<budget::Budgets>,
+    budgets: arc_swap::ArcSwap<budget::Budgets>,
+    clock: Option<budget::Clock>,
 }
 
 impl Ledger {
     /// The ledger; `clock` (unix seconds) replaces the real one in tests.
     pub fn new(cfg: &Config, log: Option<DecisionLog>, clock: Option<budget::Clock>) -> Arc<Self> {
         metrics_handle();
-        Arc::new(Self {
-            prices: Prices::new(&cfg.prices),
+        let ledger = Arc::new(Self {
+            prices: arc_swap::ArcSwap::from_pointee(Prices::new(&cfg.prices)),
             log,
             log_text: cfg.ledger.log_text,
-            budgets: budget::Budgets::new(cfg.budgets.clone(), &cfg.alerts, clock),
-        })
+            budgets: arc_swap::ArcSwap::new(budget::Budgets::new(
+                cfg.budgets.clone(),
+                &cfg.alerts,
+                clock.clone(),
+            )),
+            clock,
+        });
+        ledger.seed_budgets();
+        ledger
+    }
+
+    pub fn budgets(&self) -> Arc<budget::Budgets> {
+        self.budgets.load_full()
+    }
+
+    /// Spend already made in the current windows counts (after a restart or reload).
+    fn seed_budgets(&self) {
+        let budgets = self.budgets();
+        if budgets.is_empty() {
+            return;
+        }
+        if let Some(log) = &self.log {
+            let _ = log.flush(std::time::Duration::from_secs(5));
+            let db = log.path().to_path_buf();
+            budgets
+                .seed(|endpoint, since| report::spend_since(&db, endpoint, since).unwrap_or(0.0));
+        }
+    }
+
+    /// Takes new prices and budgets from a reloaded config.
+    pub fn reload(&self, cfg: &Config) {
+        self.prices.store(Arc::new(Prices::new(&cfg.prices)));
+        self.budgets.store(budget::Budgets::new(
+            cfg.budgets.clone(),
+            &cfg.alerts,
+            self.clock.clone(),
+        ));
+        self.seed_budgets();
     }
 
     /// Cost of `usage` on `model` (None: unpriced).
     pub fn cost(&self, cfg: &Config, model: &str, usage: &crate::upstream::Usage) -> Option<f64> {
         let upstream_model = cfg.model(model).map(|m| m.upstream_model().to_string());
-        self.prices.cost(model, upstream_model.as_deref(), usage)
+        self.prices
+            .load()
+            .cost(model, upstream_model.as_deref(), usage)
     }
 
     /// Writes the row and updates the metrics.
@@ -84,7 +123,7 @@ impl Ledger {
         ];
         metrics::counter!("triage_requests_total", &labels).increment(1);
         if let Some(c) = row.cost_usd {
-            self.budgets.add(&row.endpoint, &model, c);
+            self.budgets.load().add(&row.endpoint, &model, c);
             // Monotonic, in USD; a gauge because metrics' counters are integers.
             metrics::gauge!("triage_cost_usd_total", "model" => model.clone(), "endpoint" => row.endpoint.clone())
                 .increment(c);

@@ -36,6 +36,7 @@ pub struct AppState {
     admin_key: Option<[u8; 32]>,
     endpoints: parking_lot::Mutex<std::collections::HashSet<String>>,
     max_endpoints: usize,
+    config_path: Option<std::path::PathBuf>,
     max_body: usize,
     next_id: AtomicU64,
     id_prefix: String,
@@ -45,7 +46,7 @@ impl AppState {
     /// Reads client keys from the environment; a configured key whose variable is
     /// unset is a startup error (naming the variable, never a value).
     pub fn new(pipeline: Arc<Pipeline>) -> Result<Self, String> {
-        let cfg = pipeline.cfg.clone();
+        let cfg = pipeline.live().cfg.clone();
         let mut keys = HashMap::new();
         for (i, k) in cfg.server.api_keys.iter().enumerate() {
             let secret = std::env::var(&k.key_env).map_err(|_| {
@@ -75,6 +76,7 @@ impl AppState {
         };
         let id_prefix = uuid::Uuid::new_v4().simple().to_string()[..8].to_string();
         Ok(Self {
+            config_path: None,
             max_endpoints: cfg.ledger.max_endpoints,
             endpoints: parking_lot::Mutex::new(std::collections::HashSet::new()),
             pipeline,
@@ -86,8 +88,41 @@ impl AppState {
         })
     }
 
-    fn cfg(&self) -> &Config {
-        &self.pipeline.cfg
+    /// Where `/admin/reload` and SIGHUP read the config from (None: defaults).
+    pub fn with_config_path(mut self, path: Option<std::path::PathBuf>) -> Self {
+        self.config_path = path;
+        self
+    }
+
+    /// Re-reads the config file and the head it names, and swaps both in at once.
+    /// On any error the running config and head stay.
+    pub fn reload_from_disk(&self) -> Result<Value, String> {
+        let cfg = match &self.config_path {
+            Some(p) => Config::load(p).map_err(|e| e.to_string())?,
+            None => Config::default(),
+        };
+        let old = self.pipeline.live();
+        let mut restart_needed = Vec::new();
+        if serde_json::to_value(&cfg.server).ok() != serde_json::to_value(&old.cfg.server).ok() {
+            restart_needed.push("server");
+        }
+        if serde_json::to_value(&cfg.embed).ok() != serde_json::to_value(&old.cfg.embed).ok() {
+            restart_needed.push("embed");
+        }
+        if serde_json::to_value(&cfg.cache).ok() != serde_json::to_value(&old.cfg.cache).ok() {
+            restart_needed.push("cache");
+        }
+        let (head, head_path) = crate::engine::load_head(&cfg, self.pipeline.pool.embedder())
+            .map_err(|e| e.to_string())?;
+        let info = json!({
+            "head": head_path.display().to_string(),
+            "head_created": head.meta().created,
+            "tiers": cfg.router.tiers,
+            "unchanged_until_restart": restart_needed,
+        });
+        self.pipeline.reload(cfg, head)?;
+        tracing::info!(%info, "reloaded config and head");
+        Ok(info)
     }
 
     fn request_id(&self) -> String {
@@ -240,6 +275,7 @@ pub fn router(state: Arc<AppState>) -> Router {
         .route("/dashboard", get(dashboard_page))
         .route("/dashboard/data", get(dashboard_data))
         .route("/v1/feedback", post(feedback))
+        .route("/admin/reload", post(reload))
         .route("/admin/cache/stats", get(cache_stats))
         .route("/admin/cache/purge", post(cache_purge))
         .route("/readyz", get(readyz))
@@ -367,7 +403,8 @@ async fn route(State(state): State<Arc<AppState>>, headers: HeaderMap, body: Bod
             .get("x-triage-conversation")
             .and_then(|v| v.to_str().ok());
         let req = ChatRequest::parse(raw, conv)?;
-        let routing = state.pipeline.route(&req).await?;
+        let live = state.pipeline.live();
+        let routing = state.pipeline.route(&live, &req).await?;
         let mut h = HeaderMap::new();
         let model = routing.models.first().cloned().unwrap_or_default();
         decision_headers(&mut h, &request_id, &routing, &model, CacheStatus::Bypass);
@@ -395,10 +432,11 @@ async fn models(State(state): State<Arc<AppState>>, headers: HeaderMap) -> Respo
     if let Err(e) = state.authenticate(&headers) {
         return e.into_response();
     }
-    let cfg = state.cfg();
+    let live = state.pipeline.live();
+    let cfg = live.cfg.clone();
     let data: Vec<Value> = state
         .pipeline
-        .model_names()
+        .model_names(&live)
         .into_iter()
         .map(|name| {
             let owned_by = if cfg.router.aliases.contains(&name) {
@@ -547,7 +585,7 @@ async fn dashboard_data(
         "tiers": report.groups.iter().map(|g| json!({"key": g.key, "requests": g.totals.requests})).collect::<Vec<_>>(),
         "hourly": report.hourly.iter().map(|g| json!({"key": g.key, "cache_hit_rate": g.totals.cache_hit_rate})).collect::<Vec<_>>(),
         "endpoints": report.endpoints,
-        "budgets": ledger.budgets.status(),
+        "budgets": ledger.budgets().status(),
     }))
     .into_response()
 }
@@ -595,7 +633,8 @@ async fn feedback(State(state): State<Arc<AppState>>, headers: HeaderMap, body: 
                 Some("request_id".into()),
             ));
         }
-        let labels = state.pipeline.head.labels();
+        let live = state.pipeline.live();
+        let labels = live.head.labels();
         let correct_tier = match fb.correct_tier {
             None => None,
             Some(t) => match labels.iter().find(|l| l.eq_ignore_ascii_case(&t)) {
@@ -644,6 +683,35 @@ async fn feedback(State(state): State<Arc<AppState>>, headers: HeaderMap, body: 
     result.unwrap_or_else(IntoResponse::into_response)
 }
 
+/// `POST /admin/reload`: re-read the config's routing table, prices, budgets and
+/// the head; on failure the old ones stay and the error is reported.
+async fn reload(State(state): State<Arc<AppState>>, headers: HeaderMap) -> Response {
+    if let Err(e) = state.authenticate_admin(&headers) {
+        return e.into_response();
+    }
+    let st = state.clone();
+    match tokio::task::spawn_blocking(move || st.reload_from_disk()).await {
+        Ok(Ok(info)) => Json(json!({"status": "reloaded", "info": info})).into_response(),
+        Ok(Err(e)) => {
+            tracing::error!(error = %e, "reload failed; keeping the running config and head");
+            ApiError::new(
+                StatusCode::UNPROCESSABLE_ENTITY,
+                "invalid_request_error",
+                "reload_failed",
+                format!("Reload failed; the running config and head are unchanged: {e}"),
+            )
+            .into_response()
+        }
+        Err(e) => ApiError::new(
+            StatusCode::INTERNAL_SERVER_ERROR,
+            "server_error",
+            "reload_failed",
+            e.to_string(),
+        )
+        .into_response(),
+    }
+}
+
 async fn cache_stats(State(state): State<Arc<AppState>>, headers: HeaderMap) -> Response {
     if let Err(e) = state.authenticate_admin(&headers) {
         return e.into_response();
@@ -687,12 +755,13 @@ async fn healthz() -> Response {
 
 async fn readyz(State(state): State<Arc<AppState>>) -> Response {
     let p = &state.pipeline;
-    let upstreams_ok = p.dry_run || !p.upstreams.is_empty();
+    let live = p.live();
+    let upstreams_ok = p.dry_run || !live.upstreams.is_empty();
     let body = json!({
         "status": if upstreams_ok { "ready" } else { "not ready: no [[upstreams]] configured (use --dry-run to try without)" },
         "embedding_model": p.pool.embedder().model_id(),
-        "head_labels": p.head.labels(),
-        "upstreams": p.cfg.upstreams.iter().map(|u| u.name.clone()).collect::<Vec<_>>(),
+        "head_labels": live.head.labels(),
+        "upstreams": live.cfg.upstreams.iter().map(|u| u.name.clone()).collect::<Vec<_>>(),
         "dry_run": p.dry_run,
         "queue_depth": p.pool.queue_depth(),
     });

@@ -399,6 +399,23 @@ pub async fn start_triage_full(
     data_dir: Option<&std::path::Path>,
 ) -> Triage {
     let cfg = Config::parse(toml, std::path::Path::new("test.toml")).expect("config");
+    start_with_config(cfg, dry_run, cache, data_dir, None).await
+}
+
+/// Starts triage from a config file (relative paths resolve against it); the same
+/// file is what /admin/reload re-reads.
+pub async fn start_triage_from_file(path: &std::path::Path, data_dir: &std::path::Path) -> Triage {
+    let cfg = Config::load(path).expect("config file");
+    start_with_config(cfg, false, None, Some(data_dir), Some(path.to_path_buf())).await
+}
+
+async fn start_with_config(
+    cfg: Config,
+    dry_run: bool,
+    cache: Option<Arc<SemanticCache>>,
+    data_dir: Option<&std::path::Path>,
+    config_path: Option<std::path::PathBuf>,
+) -> Triage {
     let log = data_dir.map(|d| {
         triage::ledger::DecisionLog::start(&triage::ledger::log::db_path(d), 1000, 0).unwrap()
     });
@@ -417,7 +434,11 @@ pub async fn start_triage_full(
             .with_cache(cache)
             .with_ledger(Some(ledger)),
     );
-    let state = Arc::new(AppState::new(pipeline).unwrap());
+    let state = Arc::new(
+        AppState::new(pipeline)
+            .unwrap()
+            .with_config_path(config_path),
+    );
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let addr = listener.local_addr().unwrap();
     let (tx, rx) = tokio::sync::oneshot::channel::<()>();
