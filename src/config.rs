@@ -38,6 +38,7 @@ pub struct Config {
     pub upstreams: Vec<UpstreamConfig>,
     pub models: Vec<ModelConfig>,
     pub cache: CacheConfig,
+    pub compress: crate::compress::CompressConfig,
     pub ledger: LedgerConfig,
     /// Hourly/daily USD budgets, global or per endpoint.
     pub budgets: Vec<crate::ledger::budget::BudgetConfig>,
@@ -468,6 +469,22 @@ impl Config {
                 ));
             }
         }
+        if let Some(m) = &self.compress.summarizer_model {
+            if !self.models.is_empty() && !model_names_all(self).contains(&m.as_str()) {
+                return Err(bad(
+                    "compress.summarizer_model",
+                    format!("model `{m}` is not defined in [[models]]"),
+                ));
+            }
+        } else if self.compress.enabled {
+            return Err(bad(
+                "compress.summarizer_model",
+                "compression needs a summarizer model (a cheap [[models]] entry)".into(),
+            ));
+        }
+        if self.compress.keep_last_turns == 0 {
+            return Err(bad("compress.keep_last_turns", "must be at least 1".into()));
+        }
         if self.cache.max_entries == 0 {
             return Err(bad("cache.max_entries", "must be at least 1".into()));
         }
@@ -560,6 +577,10 @@ impl Config {
     pub fn upstream(&self, name: &str) -> Option<&UpstreamConfig> {
         self.upstreams.iter().find(|u| u.name == name)
     }
+}
+
+fn model_names_all(cfg: &Config) -> Vec<&str> {
+    cfg.models.iter().map(|m| m.name.as_str()).collect()
 }
 
 /// Names that end up in metrics labels and logs: short and plain.

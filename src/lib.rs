@@ -3,6 +3,7 @@
 
 pub mod cache;
 pub mod classify;
+pub mod compress;
 pub mod config;
 pub mod embed;
 pub mod engine;

@@ -327,6 +327,9 @@ pub struct Routing {
     pub vector: Option<Vec<f32>>,
     /// Sent to the cheapest tier because a budget with `downgrade` is spent.
     pub downgraded: bool,
+    /// What prompt compression did to the forwarded request.
+    #[serde(skip)]
+    pub compression: Option<crate::compress::Compression>,
 }
 
 impl Routing {
@@ -379,6 +382,8 @@ pub struct RequestCtx {
     pub conversation_header: Option<String>,
     /// `Cache-Control: no-cache` or `x-triage-cache: off`.
     pub cache_off: bool,
+    /// `x-triage-compress: off`.
+    pub compress_off: bool,
 }
 
 /// What a reload swaps as one: the config's routing table (and upstreams) and the
@@ -396,6 +401,7 @@ pub struct Pipeline {
     pub dry_run: bool,
     pub cache: Option<Arc<SemanticCache>>,
     pub ledger: Option<Arc<Ledger>>,
+    pub compressor: Option<Arc<crate::compress::Compressor>>,
 }
 
 /// What the ledger needs to know about how a request ended.
@@ -425,6 +431,7 @@ impl Pipeline {
         dry_run: bool,
     ) -> Result<Self, String> {
         let upstreams = Upstreams::new(&cfg)?;
+        let cfg_compress = cfg.compress.clone();
         let sticky = StickyTiers::new(
             cfg.server.sticky_conversations,
             Duration::from_secs(cfg.server.sticky_ttl_secs),
@@ -440,6 +447,7 @@ impl Pipeline {
             dry_run,
             cache: None,
             ledger: None,
+            compressor: Some(crate::compress::Compressor::new(cfg_compress)),
         })
     }
 
@@ -592,6 +600,27 @@ impl Pipeline {
             retries: o.call.map(|c| c.retries as i64).unwrap_or(0),
             fallback: o.call.is_some_and(|c| c.fallback_used),
             error: o.error,
+            tokens_saved: routing
+                .compression
+                .as_ref()
+                .map(|c| c.tokens_before.saturating_sub(c.tokens_after) as i64)
+                .unwrap_or(0),
+            summary_cost_usd: routing
+                .compression
+                .as_ref()
+                .and_then(|c| c.summary_usage.as_ref())
+                .and_then(|(m, u)| ledger.cost(cfg, m, u)),
+            compression_saved_usd: match (&routing.compression, o.model) {
+                (Some(c), Some(m)) => ledger.cost(
+                    cfg,
+                    m,
+                    &Usage {
+                        prompt_tokens: c.tokens_before.saturating_sub(c.tokens_after) as u64,
+                        ..Usage::default()
+                    },
+                ),
+                _ => None,
+            },
         });
     }
 
@@ -733,6 +762,7 @@ impl Pipeline {
                 timings: RouteTimings::default(),
                 vector: None,
                 downgraded: false,
+                compression: None,
             });
         }
         let t0 = Instant::now();
@@ -768,6 +798,7 @@ impl Pipeline {
         }
         let t = embedded.timings;
         Ok(Routing {
+            compression: None,
             downgraded: false,
             vector: Some(embedded.embedding.vector),
             models: decision.models.clone(),
@@ -902,6 +933,23 @@ impl Pipeline {
                 body,
             });
         }
+        // Long histories: last turns plus a summary of the older ones.
+        let mut compressed_body = None;
+        if let Some(c) = &self.compressor {
+            if !ctx.compress_off && c.active(&ctx.endpoint) {
+                let mut body = req.raw.clone();
+                let model = routing.models.first().cloned().unwrap_or_default();
+                let result = c
+                    .compress(&mut body, &model, &ctx.endpoint, live.clone())
+                    .await;
+                if result.mode != "none" {
+                    tracing::info!(request_id = %ctx.request_id, mode = result.mode,
+                        before = result.tokens_before, after = result.tokens_after, "history compressed");
+                    compressed_body = Some(body);
+                    routing.compression = Some(result);
+                }
+            }
+        }
         let deadline =
             Instant::now() + Duration::from_secs_f64(live.cfg.server.request_deadline_secs);
         let upstream_started = Instant::now();
@@ -909,7 +957,7 @@ impl Pipeline {
             .upstreams
             .forward(
                 &routing.models,
-                &req.raw,
+                compressed_body.as_ref().unwrap_or(&req.raw),
                 req.stream,
                 req.include_usage,
                 deadline,

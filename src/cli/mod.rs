@@ -3,6 +3,7 @@
 mod cache;
 mod learn;
 mod model;
+mod prompt;
 mod report;
 mod route;
 mod serve;
@@ -66,6 +67,9 @@ pub enum Command {
     /// Head versions: list, or install one (roll back).
     #[command(subcommand)]
     Head(learn::HeadCommand),
+    /// Audit a system prompt: tokens, duplicates, restated defaults, cost, ablation.
+    #[command(subcommand)]
+    Prompt(prompt::PromptCommand),
     /// Semantic cache tools.
     #[command(subcommand)]
     Cache(cache::CacheCommand),
@@ -91,6 +95,7 @@ pub fn main() -> ExitCode {
         Command::Misroutes(c) => learn::run_export(&cli.global, c),
         Command::Retrain(a) => learn::run_retrain(&cli.global, a),
         Command::Head(c) => learn::run_head(&cli.global, c),
+        Command::Prompt(c) => prompt::run(&cli.global, c),
     };
     match result {
         Ok(code) => code,

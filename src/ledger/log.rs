@@ -62,6 +62,12 @@ pub struct DecisionRow {
     pub retries: i64,
     pub fallback: bool,
     pub error: Option<String>,
+    /// Prompt tokens removed by history compression.
+    pub tokens_saved: i64,
+    /// What the summarizer cost for this request.
+    pub summary_cost_usd: Option<f64>,
+    /// What the removed prompt tokens would have cost on the model that answered.
+    pub compression_saved_usd: Option<f64>,
 }
 
 #[derive(Debug, Clone, Serialize)]
@@ -122,6 +128,10 @@ const MIGRATIONS: &[&str] = &[
         note TEXT
     );
     CREATE INDEX feedback_request ON feedback(request_id);",
+    // v2: prompt compression
+    "ALTER TABLE decisions ADD COLUMN tokens_saved INTEGER NOT NULL DEFAULT 0;
+     ALTER TABLE decisions ADD COLUMN summary_cost_usd REAL;
+     ALTER TABLE decisions ADD COLUMN compression_saved_usd REAL;",
 ];
 
 /// Opens (creating and migrating) the database.
@@ -289,9 +299,9 @@ fn write_batch(
              tier, probs, confidence, chosen_model, actual_model, cache_status, cache_similarity,
              input_tokens, cached_tokens, output_tokens, cost_usd, saved_usd, top_tier_cost_usd,
              queue_us, embed_us, head_us, route_us, upstream_ms, total_ms, upstream_status,
-             retries, fallback, error)
+             retries, fallback, error, tokens_saved, summary_cost_usd, compression_saved_usd)
              VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15, ?16, ?17,
-             ?18, ?19, ?20, ?21, ?22, ?23, ?24, ?25, ?26, ?27, ?28, ?29)",
+             ?18, ?19, ?20, ?21, ?22, ?23, ?24, ?25, ?26, ?27, ?28, ?29, ?30, ?31, ?32)",
         )?;
         let mut fb = tx.prepare_cached(
             "INSERT INTO feedback (request_id, ts_ms, correct_tier, outcome, note) VALUES (?1, ?2, ?3, ?4, ?5)",
@@ -329,6 +339,9 @@ fn write_batch(
                         r.retries,
                         r.fallback,
                         r.error,
+                        r.tokens_saved,
+                        r.summary_cost_usd,
+                        r.compression_saved_usd,
                     ])?;
                     n += 1;
                 }

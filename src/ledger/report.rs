@@ -78,6 +78,12 @@ pub struct Report {
     pub saved_by_cache_usd: f64,
     /// Cost per hour and model: (hour, model, USD).
     pub hourly_model_cost: Vec<(String, String, f64)>,
+    /// Prompt tokens removed by history compression, what they would have cost,
+    /// what the summaries cost, and the difference.
+    pub compression_tokens_saved: u64,
+    pub compression_saved_usd: f64,
+    pub summary_cost_usd: f64,
+    pub compression_net_usd: f64,
 }
 
 struct Row {
@@ -92,6 +98,9 @@ struct Row {
     saved: Option<f64>,
     top: Option<f64>,
     error: bool,
+    tokens_saved: u64,
+    compression_saved: Option<f64>,
+    summary_cost: Option<f64>,
 }
 
 /// (endpoint, routed tier, correct tier, outcome) of one feedback row.
@@ -140,7 +149,8 @@ pub fn build(db: &Path, since_ms: i64, until_ms: i64, by: GroupBy) -> Result<Rep
     let mut stmt = conn
         .prepare(
             "SELECT ts_ms, endpoint, tier, actual_model, cache_status, input_tokens, output_tokens,
-                    cost_usd, saved_usd, top_tier_cost_usd, error
+                    cost_usd, saved_usd, top_tier_cost_usd, error, tokens_saved,
+                    compression_saved_usd, summary_cost_usd
              FROM decisions WHERE ts_ms >= ?1 AND ts_ms < ?2 ORDER BY ts_ms",
         )
         .map_err(err)?;
@@ -158,6 +168,9 @@ pub fn build(db: &Path, since_ms: i64, until_ms: i64, by: GroupBy) -> Result<Rep
                 saved: r.get(8)?,
                 top: r.get(9)?,
                 error: r.get::<_, Option<String>>(10)?.is_some(),
+                tokens_saved: r.get::<_, i64>(11)?.max(0) as u64,
+                compression_saved: r.get(12)?,
+                summary_cost: r.get(13)?,
             })
         })
         .map_err(err)?
@@ -170,7 +183,11 @@ pub fn build(db: &Path, since_ms: i64, until_ms: i64, by: GroupBy) -> Result<Rep
     let mut tokens: BTreeMap<String, Vec<u64>> = BTreeMap::new();
     let (mut saved_top, mut saved_cache) = (0.0, 0.0);
     let mut hourly_model: BTreeMap<(String, String), f64> = BTreeMap::new();
+    let (mut c_tokens, mut c_saved, mut c_summary) = (0u64, 0.0, 0.0);
     for r in &rows {
+        c_tokens += r.tokens_saved;
+        c_saved += r.compression_saved.unwrap_or(0.0);
+        c_summary += r.summary_cost.unwrap_or(0.0);
         if let (Some(c), Some(m)) = (r.cost, &r.model) {
             *hourly_model
                 .entry((hour_key(r.ts_ms), m.clone()))
@@ -261,6 +278,10 @@ pub fn build(db: &Path, since_ms: i64, until_ms: i64, by: GroupBy) -> Result<Rep
             .into_iter()
             .map(|((h, m), c)| (h, m, c))
             .collect(),
+        compression_tokens_saved: c_tokens,
+        compression_saved_usd: c_saved,
+        summary_cost_usd: c_summary,
+        compression_net_usd: c_saved - c_summary,
     })
 }
 
@@ -285,6 +306,15 @@ impl Report {
             "saved vs. every request on the strongest tier: ${:.4}   saved by the cache: ${:.4}\n",
             self.saved_vs_top_tier_usd, self.saved_by_cache_usd
         ));
+        if self.compression_tokens_saved > 0 || self.summary_cost_usd > 0.0 {
+            s.push_str(&format!(
+                "history compression: {} prompt tokens removed (${:.4}), summaries cost ${:.4}, net ${:.4}\n",
+                self.compression_tokens_saved,
+                self.compression_saved_usd,
+                self.summary_cost_usd,
+                self.compression_net_usd
+            ));
+        }
         match self.misroute_rate {
             Some(r) => s.push_str(&format!(
                 "misroute rate {:.1}% of {} tier corrections\n",

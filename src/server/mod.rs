@@ -317,6 +317,13 @@ fn decision_headers(
     if routing.downgraded {
         set_header(h, "x-triage-budget", "downgraded");
     }
+    if let Some(c) = &routing.compression {
+        set_header(
+            h,
+            "x-triage-compressed",
+            &format!("{}->{}", c.tokens_before, c.tokens_after),
+        );
+    }
     if let CacheStatus::Hit { similarity } = cache {
         set_header(h, "x-triage-cache-similarity", &format!("{similarity:.4}"));
     }
@@ -357,6 +364,7 @@ async fn chat_inner(
             .get("x-triage-conversation")
             .and_then(|v| v.to_str().ok())
             .map(str::to_string),
+        compress_off: header_is(headers, "x-triage-compress", "off"),
         cache_off: header_is(headers, "x-triage-cache", "off")
             || headers
                 .get("cache-control")

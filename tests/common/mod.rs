@@ -180,7 +180,23 @@ async fn openai_chat(
     if let Some(r) = behaviour(&fake, &model).await {
         return r;
     }
-    let text = format!("answer from {model}: {}", last_user_text(&req));
+    let french = req["messages"].as_array().is_some_and(|m| {
+        m.iter().any(|m| {
+            m["role"] == "system"
+                && m["content"]
+                    .as_str()
+                    .is_some_and(|c| c.contains("in French"))
+        })
+    });
+    let text = if model == "summarizer" {
+        // A summarizer answers briefly whatever it is given.
+        "answer from summarizer: a short summary of the conversation".to_string()
+    } else if french {
+        // A system prompt that asks for French changes every answer.
+        format!("réponse de {model} : voici la réponse à votre question, en français, avec tous les détails")
+    } else {
+        format!("answer from {model}: {}", last_user_text(&req))
+    };
     let finish = if model == "truncated" {
         "length"
     } else {
