@@ -165,3 +165,38 @@ fn a_head_for_another_embedding_model_is_refused() {
         "{err}"
     );
 }
+
+#[test]
+fn bench_reports_latency_throughput_and_stages() {
+    let dir = tempfile::tempdir().unwrap();
+    let prompts = dir.path().join("p.txt");
+    std::fs::write(
+        &prompts,
+        "hello\nWrite a haiku about rain\n{\"text\": \"What is 2+2?\"}\n",
+    )
+    .unwrap();
+    let out = triage()
+        .args([
+            "bench",
+            "--duration",
+            "1s",
+            "--concurrency",
+            "2",
+            "--json",
+            "--prompts",
+        ])
+        .arg(&prompts)
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let v: Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert!(v["requests"].as_u64().unwrap() > 0);
+    assert_eq!(v["errors"], 0);
+    assert!(v["latency"]["p99_us"].as_u64().unwrap() >= v["latency"]["p50_us"].as_u64().unwrap());
+    assert!(v["stages"]["embed"]["p50_us"].as_u64().unwrap() > 0);
+    assert!(v["throughput_rps"].as_f64().unwrap() > 0.0);
+}

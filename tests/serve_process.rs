@@ -113,3 +113,48 @@ async fn sigterm_drains_in_flight_streams_then_exits() {
     };
     assert!(status.success(), "{status}");
 }
+
+#[tokio::test]
+async fn bench_against_a_running_dry_run_server() {
+    let port = free_port();
+    let mut child = Command::new(env!("CARGO_BIN_EXE_triage"))
+        .args([
+            "serve",
+            "--dry-run",
+            "--listen",
+            &format!("127.0.0.1:{port}"),
+        ])
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    wait_ready(port, &mut child).await;
+    let out = tokio::task::spawn_blocking(move || {
+        Command::new(env!("CARGO_BIN_EXE_triage"))
+            .current_dir(env!("CARGO_MANIFEST_DIR"))
+            .args([
+                "bench",
+                "--duration",
+                "1s",
+                "--concurrency",
+                "4",
+                "--json",
+                "--url",
+            ])
+            .arg(format!("http://127.0.0.1:{port}"))
+            .output()
+            .unwrap()
+    })
+    .await
+    .unwrap();
+    let _ = child.kill();
+    let _ = child.wait();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(v["mode"], "http");
+    assert!(v["requests"].as_u64().unwrap() > 0);
+    assert_eq!(v["errors"], 0);
+}

@@ -1,5 +1,6 @@
 //! Command-line parsing and the commands themselves. The only place that prints.
 
+mod bench;
 mod cache;
 mod learn;
 mod model;
@@ -70,6 +71,8 @@ pub enum Command {
     /// Audit a system prompt: tokens, duplicates, restated defaults, cost, ablation.
     #[command(subcommand)]
     Prompt(prompt::PromptCommand),
+    /// Routing latency and throughput (in-process, or --url against a server).
+    Bench(bench::BenchArgs),
     /// Semantic cache tools.
     #[command(subcommand)]
     Cache(cache::CacheCommand),
@@ -96,6 +99,7 @@ pub fn main() -> ExitCode {
         Command::Retrain(a) => learn::run_retrain(&cli.global, a),
         Command::Head(c) => learn::run_head(&cli.global, c),
         Command::Prompt(c) => prompt::run(&cli.global, c),
+        Command::Bench(a) => bench::run(&cli.global, a),
     };
     match result {
         Ok(code) => code,
