@@ -79,6 +79,7 @@ async fn trims_at_the_budget_and_caches_summaries_across_turns() {
         .to_str()
         .unwrap()
         .to_string();
+    eprintln!("long sample conversation: x-triage-compressed {header}");
     let (before, after) = header.split_once("->").unwrap();
     let (before, after): (usize, usize) = (before.parse().unwrap(), after.parse().unwrap());
     assert!(after < before / 2, "{header}: {:#?}", forwarded(&fake));
