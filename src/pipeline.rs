@@ -416,6 +416,21 @@ struct Outcome<'a> {
     upstream_ms: i64,
 }
 
+impl Outcome<'_> {
+    /// No model answered and nothing was spent.
+    fn nothing(cache: CacheStatus) -> Self {
+        Outcome {
+            cache,
+            model: None,
+            usage: Usage::default(),
+            replaced: None,
+            call: None,
+            error: None,
+            upstream_ms: 0,
+        }
+    }
+}
+
 /// Where a cacheable request's answer lives.
 struct CacheKey {
     scope: [u8; 16],
@@ -915,15 +930,7 @@ impl Pipeline {
                 &req,
                 &routing,
                 started,
-                Outcome {
-                    cache: cache_status,
-                    model: None,
-                    usage: Usage::default(),
-                    replaced: None,
-                    call: None,
-                    error: None,
-                    upstream_ms: 0,
-                },
+                Outcome::nothing(cache_status),
             );
             return Ok(Reply {
                 model,
@@ -973,13 +980,9 @@ impl Pipeline {
                     &routing,
                     started,
                     Outcome {
-                        cache: cache_status,
-                        model: None,
-                        usage: Usage::default(),
-                        replaced: None,
-                        call: None,
                         error: Some(e.to_string()),
                         upstream_ms: upstream_started.elapsed().as_millis() as i64,
+                        ..Outcome::nothing(cache_status)
                     },
                 );
                 return Err(e.into());

@@ -117,6 +117,22 @@ impl Distance<f32> for UnitCosine {
     }
 }
 
+/// Deterministic pseudo-random unit vectors (benchmarks, fill, tests).
+pub fn synthetic_vector(seed: u64, dim: usize) -> Vec<f32> {
+    let mut x = seed.wrapping_mul(0x9E37_79B9_7F4A_7C15) | 1;
+    let mut v: Vec<f32> = (0..dim)
+        .map(|_| {
+            x ^= x << 13;
+            x ^= x >> 7;
+            x ^= x << 17;
+            (x >> 40) as f32 / (1u64 << 24) as f32 - 0.5
+        })
+        .collect();
+    let n = v.iter().map(|a| a * a).sum::<f32>().sqrt();
+    v.iter_mut().for_each(|a| *a /= n);
+    v
+}
+
 /// Scopes at or below this size are scanned exactly instead of searched in HNSW.
 const EXACT_SCAN_LIMIT: usize = 256;
 const HNSW_M: usize = 16;
@@ -572,15 +588,14 @@ impl SemanticCache {
         }
     }
 
-    /// Drops expired entries.
-    pub fn expire(&self) -> usize {
-        let now = (self.clock)();
+    /// Removes the entries `which` selects, logs the removal, and says how many.
+    fn remove_where(&self, which: impl Fn(&EntryRecord) -> bool) -> usize {
         let ids: Vec<u64> = {
             let mut inner = self.inner.write();
             let ids: Vec<u64> = inner
                 .entries
                 .values()
-                .filter(|e| e.rec.expires <= now)
+                .filter(|e| which(&e.rec))
                 .map(|e| e.rec.id)
                 .collect();
             for id in &ids {
@@ -588,41 +603,33 @@ impl SemanticCache {
             }
             ids
         };
-        if !ids.is_empty() {
-            self.stats
-                .expirations
-                .fetch_add(ids.len() as u64, Ordering::Relaxed);
-            self.persist(&[Record::Delete(ids.clone())]);
+        let n = ids.len();
+        if n > 0 {
+            self.persist(&[Record::Delete(ids)]);
+            self.maybe_rebuild();
         }
-        ids.len()
+        n
+    }
+
+    /// Drops expired entries.
+    pub fn expire(&self) -> usize {
+        let now = (self.clock)();
+        let n = self.remove_where(|e| e.expires <= now);
+        self.stats
+            .expirations
+            .fetch_add(n as u64, Ordering::Relaxed);
+        n
     }
 
     /// Removes entries: all, a tenant's, or those older than an age.
     pub fn purge(&self, p: &Purge) -> usize {
         let now = (self.clock)();
-        let ids: Vec<u64> = {
-            let mut inner = self.inner.write();
-            let ids: Vec<u64> = inner
-                .entries
-                .values()
-                .filter(|e| {
-                    p.all
-                        || p.tenant.as_deref() == Some(e.rec.tenant.as_str())
-                        || p.older_than_secs
-                            .is_some_and(|age| now.saturating_sub(e.rec.created) >= age)
-                })
-                .map(|e| e.rec.id)
-                .collect();
-            for id in &ids {
-                inner.remove(*id);
-            }
-            ids
-        };
-        if !ids.is_empty() {
-            self.persist(&[Record::Delete(ids.clone())]);
-            self.maybe_rebuild();
-        }
-        ids.len()
+        self.remove_where(|e| {
+            p.all
+                || p.tenant.as_deref() == Some(e.tenant.as_str())
+                || p.older_than_secs
+                    .is_some_and(|age| now.saturating_sub(e.created) >= age)
+        })
     }
 
     /// Writes a snapshot of the live entries and starts a fresh log.
@@ -786,19 +793,9 @@ mod timing {
     fn lookup_breakdown() {
         let cache = SemanticCache::in_memory(CacheConfig::default());
         let n = 10_000;
-        let mut x = 1u64;
         let mut vecs = Vec::new();
         for i in 0..n {
-            let mut v: Vec<f32> = (0..384)
-                .map(|_| {
-                    x ^= x << 13;
-                    x ^= x >> 7;
-                    x ^= x << 17;
-                    (x >> 40) as f32 / (1u64 << 24) as f32 - 0.5
-                })
-                .collect();
-            let norm = v.iter().map(|a| a * a).sum::<f32>().sqrt();
-            v.iter_mut().for_each(|a| *a /= norm);
+            let v = synthetic_vector(i as u64, 384);
             vecs.push(v.clone());
             cache.insert(
                 [1; 16],

@@ -32,22 +32,6 @@ pub struct FillArgs {
     pub scopes: usize,
 }
 
-/// Deterministic pseudo-random unit vectors.
-pub fn synthetic_vector(seed: u64, dim: usize) -> Vec<f32> {
-    let mut x = seed.wrapping_mul(0x9E37_79B9_7F4A_7C15) | 1;
-    let mut v: Vec<f32> = (0..dim)
-        .map(|_| {
-            x ^= x << 13;
-            x ^= x >> 7;
-            x ^= x << 17;
-            (x >> 40) as f32 / (1u64 << 24) as f32 - 0.5
-        })
-        .collect();
-    let n = v.iter().map(|a| a * a).sum::<f32>().sqrt();
-    v.iter_mut().for_each(|a| *a /= n);
-    v
-}
-
 fn fill(a: FillArgs) -> anyhow::Result<ExitCode> {
     use triage::cache::{CachedAnswer, SemanticCache};
     let cfg = triage::config::CacheConfig {
@@ -64,7 +48,7 @@ fn fill(a: FillArgs) -> anyhow::Result<ExitCode> {
             scope,
             "fill",
             &format!("question {i}"),
-            synthetic_vector(i as u64, 384),
+            triage::cache::synthetic_vector(i as u64, 384),
             CachedAnswer {
                 content: format!("answer {i}"),
                 model: "synthetic".into(),

@@ -14,6 +14,7 @@ use super::{
     StreamOutcome, Upstream, Usage,
 };
 use crate::config::ModelConfig;
+use crate::pipeline::content_text as text_of;
 
 const DEFAULT_VERSION: &str = "2023-06-01";
 /// Anthropic requires max_tokens; used when the client gave none.
@@ -92,19 +93,6 @@ fn now() -> u64 {
         .duration_since(std::time::UNIX_EPOCH)
         .map(|d| d.as_secs())
         .unwrap_or(0)
-}
-
-/// Text of an OpenAI content value (string or parts).
-fn text_of(content: &Value) -> String {
-    match content {
-        Value::String(s) => s.clone(),
-        Value::Array(parts) => parts
-            .iter()
-            .filter_map(|p| p.get("text").and_then(Value::as_str))
-            .collect::<Vec<_>>()
-            .join("\n"),
-        _ => String::new(),
-    }
 }
 
 fn content_blocks(content: &Value) -> Result<Vec<Value>, String> {
