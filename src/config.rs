@@ -113,6 +113,8 @@ pub struct EmbedConfig {
     pub queue_capacity: usize,
     /// Embedding worker threads (each runs whole batches).
     pub workers: usize,
+    /// Recent exact texts whose embeddings are remembered (0: off; ~17 KB each).
+    pub memo_entries: usize,
 }
 
 impl Default for EmbedConfig {
@@ -124,6 +126,7 @@ impl Default for EmbedConfig {
             max_batch: 32,
             queue_capacity: 1024,
             workers: 1,
+            memo_entries: 1024,
         }
     }
 }

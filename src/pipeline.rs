@@ -852,7 +852,8 @@ impl Pipeline {
         let live = self.live();
         let req = ChatRequest::parse(raw, ctx.conversation_header.as_deref())?;
         let mut routing = self.route(&live, &req).await?;
-        self.apply_budget(&live, ctx, &mut routing)?;
+        // A spent `reject` budget still lets cache hits through: they cost nothing.
+        let refused = self.apply_budget(&live, ctx, &mut routing).err();
         let key = self.cache_key(ctx, &req, &routing);
         let mut cache_status = CacheStatus::Bypass;
         if let (Some(k), Some(cache)) = (&key, &self.cache) {
@@ -907,6 +908,9 @@ impl Pipeline {
             }
         } else if let Some(cache) = &self.cache {
             cache.note_bypass();
+        }
+        if let Some(e) = refused {
+            return Err(e);
         }
         if self.dry_run {
             let text = dry_run_text(&routing);

@@ -112,17 +112,30 @@ enforcement = "downgrade"
 {PRICES}"#
     );
     let dir = tempfile::tempdir().unwrap();
+    let cache = triage::cache::SemanticCache::in_memory(Default::default());
     let t = start_triage_logged(
         &openai_config(&fake, ["ok-simple", "ok-moderate", "ok-complex"], &extra),
         dir.path(),
-        None,
+        Some(cache),
     )
     .await;
 
-    // shop: $0.01, $0.02 (50% alert), $0.03 (100% alert), then refused.
-    for _ in 0..3 {
+    // shop: $0.01, $0.02 (50% alert), $0.03 (100% alert), then refused. The third
+    // answer goes into the cache (temperature 0).
+    for _ in 0..2 {
         assert_eq!(ask(&t, SIMPLE_TEXT, "shop").await.status(), 200);
     }
+    let cached_question = serde_json::json!({"model": "auto", "temperature": 0,
+        "messages": [{"role": "user", "content": "What are your opening hours?"}]});
+    let ask_cached = || {
+        client()
+            .post(t.url("/v1/chat/completions"))
+            .header("x-triage-endpoint", "shop")
+            .json(&cached_question)
+            .send()
+    };
+    assert_eq!(ask_cached().await.unwrap().status(), 200);
+    tokio::time::sleep(Duration::from_millis(150)).await;
     let r = ask(&t, SIMPLE_TEXT, "shop").await;
     assert_eq!(r.status(), 429);
     assert_eq!(r.headers()["retry-after"], "3590");
@@ -132,6 +145,11 @@ enforcement = "downgrade"
         .as_str()
         .unwrap()
         .contains("shop $0.03 hour budget"));
+    // A cache hit costs nothing, so it is still served.
+    let r = ask_cached().await.unwrap();
+    assert_eq!(r.status(), 200);
+    assert_eq!(r.headers()["x-triage-cache"], "hit");
+
     // `alert` only: blog goes over its budget and is still served.
     for _ in 0..2 {
         assert_eq!(ask(&t, SIMPLE_TEXT, "blog").await.status(), 200);

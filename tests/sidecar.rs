@@ -647,3 +647,33 @@ async fn a_full_queue_answers_503_with_retry_after() {
     let r = post(&t, "/v1/chat/completions", &chat(SIMPLE_TEXT)).await;
     assert_eq!(r.status(), 200);
 }
+
+#[tokio::test]
+async fn repeated_texts_are_routed_from_the_memo() {
+    let t = start_triage("", true).await;
+    let first: Value = post(&t, "/v1/route", &chat(SIMPLE_TEXT))
+        .await
+        .json()
+        .await
+        .unwrap();
+    let again: Value = post(&t, "/v1/route", &chat(SIMPLE_TEXT))
+        .await
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(first["probs"], again["probs"], "same decision");
+    assert!(first["latency_us"]["batch_size"].as_u64().unwrap() >= 1);
+    assert_eq!(
+        again["latency_us"]["batch_size"], 0,
+        "no forward pass the second time"
+    );
+    assert!(
+        t.state
+            .pipeline
+            .pool
+            .stats()
+            .memo_hits
+            .load(std::sync::atomic::Ordering::Relaxed)
+            >= 1
+    );
+}

@@ -113,6 +113,7 @@ pub fn run(g: &super::Global, a: BenchArgs) -> anyhow::Result<ExitCode> {
     rt.block_on(async {
         let deadline = Instant::now() + duration;
         let mut tasks = Vec::new();
+        // No memo here: the bench measures the forward pass, and its prompts repeat.
         let pool = engine.as_ref().map(|e| {
             EmbedPool::start(e.embedder.clone(), cfg.embed.workers, cfg.embed.max_batch, cfg.embed.queue_capacity)
         });

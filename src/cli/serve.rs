@@ -43,7 +43,8 @@ pub fn run(g: &super::Global, a: ServeArgs) -> anyhow::Result<ExitCode> {
             cfg.embed.workers,
             cfg.embed.max_batch,
             cfg.embed.queue_capacity,
-        );
+        )
+        .with_memo(cfg.embed.memo_entries);
         let cache = if cfg.cache.enabled {
             let dir = data_dir.join("cache");
             let cache = SemanticCache::open(cfg.cache.clone(), &dir)?;

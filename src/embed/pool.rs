@@ -43,6 +43,7 @@ pub struct PoolStats {
     pub batches: AtomicU64,
     pub items: AtomicU64,
     pub rejected: AtomicU64,
+    pub memo_hits: AtomicU64,
 }
 
 #[derive(Clone)]
@@ -51,6 +52,8 @@ pub struct EmbedPool {
     capacity: usize,
     embedder: Arc<Embedder>,
     stats: Arc<PoolStats>,
+    /// Recent exact texts and their embeddings ("hi", FAQs repeat verbatim).
+    memo: Option<Arc<parking_lot::Mutex<lru::LruCache<String, Embedding>>>>,
 }
 
 impl EmbedPool {
@@ -79,7 +82,16 @@ impl EmbedPool {
             capacity,
             embedder,
             stats,
+            memo: None,
         }
+    }
+
+    /// Remembers the embeddings of the last `entries` distinct texts (0: off). Each
+    /// entry holds the routing features and the sentence vector (~17 KB for MiniLM).
+    pub fn with_memo(mut self, entries: usize) -> Self {
+        self.memo = std::num::NonZeroUsize::new(entries)
+            .map(|n| Arc::new(parking_lot::Mutex::new(lru::LruCache::new(n))));
+        self
     }
 
     pub fn embedder(&self) -> &Arc<Embedder> {
@@ -99,8 +111,21 @@ impl EmbedPool {
         &self.stats
     }
 
-    /// Embeds one text on a worker thread, batched with whatever else is waiting.
+    /// Embeds one text on a worker thread, batched with whatever else is waiting;
+    /// a text seen recently comes from the memo without a forward pass.
     pub async fn embed(&self, text: String) -> Result<Embedded, PoolError> {
+        if let Some(memo) = &self.memo {
+            if let Some(e) = memo.lock().get(&text) {
+                self.stats.memo_hits.fetch_add(1, Ordering::Relaxed);
+                return Ok(Embedded {
+                    embedding: e.clone(),
+                    timings: EmbedTimings::default(),
+                    queue_us: 0,
+                    batch_size: 0,
+                });
+            }
+        }
+        let key = self.memo.as_ref().map(|_| text.clone());
         let (reply, rx) = oneshot::channel();
         let job = Job {
             text,
@@ -115,7 +140,11 @@ impl EmbedPool {
             }
             Err(TrySendError::Disconnected(_)) => return Err(PoolError::Closed),
         }
-        rx.await.map_err(|_| PoolError::Closed)?
+        let out = rx.await.map_err(|_| PoolError::Closed)??;
+        if let (Some(memo), Some(key)) = (&self.memo, key) {
+            memo.lock().put(key, out.embedding.clone());
+        }
+        Ok(out)
     }
 }
 

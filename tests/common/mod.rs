@@ -442,7 +442,8 @@ async fn start_with_config(
         cfg.embed.workers,
         cfg.embed.max_batch,
         cfg.embed.queue_capacity,
-    );
+    )
+    .with_memo(cfg.embed.memo_entries);
     let cfg = Arc::new(cfg);
     let pipeline = Arc::new(
         Pipeline::new(cfg.clone(), pool, engine.head.clone(), dry_run)
