@@ -49,7 +49,7 @@ pub fn decide_hit(stored: &str, new: &str, similarity: f32, threshold: f32) -> H
             rejected_by: Some("similarity"),
         };
     }
-    match verify(stored, new, similarity) {
+    match verify(stored, new) {
         Ok(()) => HitDecision {
             hit: true,
             similarity,
