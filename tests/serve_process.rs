@@ -57,6 +57,9 @@ async fn sigterm_drains_in_flight_streams_then_exits() {
             "--config",
         ])
         .arg(&cfg)
+        // Each server its own data directory: tests run in parallel.
+        .arg("--data-dir")
+        .arg(dir.path().join("data"))
         .stderr(Stdio::null())
         .spawn()
         .unwrap();
@@ -117,6 +120,7 @@ async fn sigterm_drains_in_flight_streams_then_exits() {
 #[tokio::test]
 async fn bench_against_a_running_dry_run_server() {
     let port = free_port();
+    let dir = tempfile::tempdir().unwrap();
     let mut child = Command::new(env!("CARGO_BIN_EXE_triage"))
         .args([
             "serve",
@@ -124,6 +128,8 @@ async fn bench_against_a_running_dry_run_server() {
             "--listen",
             &format!("127.0.0.1:{port}"),
         ])
+        .arg("--data-dir")
+        .arg(dir.path())
         .stderr(Stdio::null())
         .spawn()
         .unwrap();

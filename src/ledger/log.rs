@@ -134,8 +134,31 @@ const MIGRATIONS: &[&str] = &[
      ALTER TABLE decisions ADD COLUMN compression_saved_usd REAL;",
 ];
 
-/// Opens (creating and migrating) the database.
+/// Opens (creating and migrating) the database. Several processes may open a new
+/// file at the same moment (serve, report, retrain); SQLite then answers "locked"
+/// to some of them without waiting, so opening is retried for a few seconds.
 pub fn open(path: &Path) -> Result<Connection, LogError> {
+    let mut attempt = 0;
+    loop {
+        match try_open(path) {
+            Err(LogError::Sqlite {
+                source: rusqlite::Error::SqliteFailure(e, _),
+                ..
+            }) if attempt < 100
+                && matches!(
+                    e.code,
+                    rusqlite::ErrorCode::DatabaseBusy | rusqlite::ErrorCode::DatabaseLocked
+                ) =>
+            {
+                attempt += 1;
+                std::thread::sleep(Duration::from_millis(50));
+            }
+            other => return other,
+        }
+    }
+}
+
+fn try_open(path: &Path) -> Result<Connection, LogError> {
     let err = |source| LogError::Sqlite {
         path: path.to_path_buf(),
         source,
@@ -147,19 +170,27 @@ pub fn open(path: &Path) -> Result<Connection, LogError> {
         })?;
     }
     let conn = Connection::open(path).map_err(err)?;
+    // Wait for other processes' locks before anything else needs one.
+    conn.busy_timeout(Duration::from_secs(5)).map_err(err)?;
     conn.pragma_update(None, "journal_mode", "WAL")
         .map_err(err)?;
     conn.pragma_update(None, "synchronous", "NORMAL")
         .map_err(err)?;
-    conn.busy_timeout(Duration::from_secs(5)).map_err(err)?;
-    let version: i64 = conn
+    // Migrate inside an immediate transaction: processes opening the same file at
+    // once (serve, report, retrain) take turns instead of racing.
+    let mut conn = conn;
+    let tx = conn
+        .transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)
+        .map_err(err)?;
+    let version: i64 = tx
         .pragma_query_value(None, "user_version", |r| r.get(0))
         .map_err(err)?;
     for (i, m) in MIGRATIONS.iter().enumerate().skip(version as usize) {
-        conn.execute_batch(m).map_err(err)?;
-        conn.pragma_update(None, "user_version", (i + 1) as i64)
+        tx.execute_batch(m).map_err(err)?;
+        tx.pragma_update(None, "user_version", (i + 1) as i64)
             .map_err(err)?;
     }
+    tx.commit().map_err(err)?;
     Ok(conn)
 }
 
@@ -405,6 +436,21 @@ mod tests {
             .pragma_query_value(None, "journal_mode", |r| r.get(0))
             .unwrap();
         assert_eq!(mode, "wal");
+    }
+
+    #[test]
+    fn processes_opening_a_new_log_at_once_take_turns() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = db_path(dir.path());
+        let handles: Vec<_> = (0..4)
+            .map(|_| {
+                let p = path.clone();
+                std::thread::spawn(move || open(&p).map(|_| ()).map_err(|e| e.to_string()))
+            })
+            .collect();
+        for h in handles {
+            h.join().unwrap().unwrap();
+        }
     }
 
     #[test]
