@@ -10,7 +10,7 @@ use serde_json::{json, Map, Value};
 
 use super::sse::{self, SseEvent};
 use super::{
-    first_chunk, read_body, send, spawn_pump, AttemptError, ForwardBody, StreamConverter,
+    first_chunk, read_json, send, spawn_pump, AttemptError, ForwardBody, StreamConverter,
     StreamOutcome, Upstream, Usage,
 };
 use crate::config::ModelConfig;
@@ -48,17 +48,13 @@ pub(super) async fn call(
                 .unwrap_or(DEFAULT_VERSION),
         )
         .json(&body);
-    match (&up.cfg.api_key_env, &up.api_key) {
-        (_, Some(key)) => req = req.header("x-api-key", key),
-        (Some(var), None) => return Err(AttemptError::MissingKey(var.clone())),
-        (None, None) => {}
+    if let Some(key) = up.key()? {
+        req = req.header("x-api-key", key);
     }
     let resp = send(req, timeout).await?;
     let status = resp.status().as_u16();
     if !stream {
-        let bytes = read_body(resp, timeout).await?;
-        let v: Value = serde_json::from_slice(&bytes)
-            .map_err(|e| AttemptError::Protocol(format!("response is not JSON: {e}")))?;
+        let (_, v) = read_json(resp, timeout).await?;
         let (openai, usage) = from_anthropic(&v)?;
         let body = Bytes::from(openai.to_string());
         return Ok((

@@ -148,6 +148,28 @@ struct Upstream {
     client: reqwest::Client,
 }
 
+impl Upstream {
+    /// The API key to send, or why there is none when the config names one.
+    fn key(&self) -> Result<Option<&str>, AttemptError> {
+        match (&self.cfg.api_key_env, &self.api_key) {
+            (_, Some(key)) => Ok(Some(key)),
+            (Some(var), None) => Err(AttemptError::MissingKey(var.clone())),
+            (None, None) => Ok(None),
+        }
+    }
+}
+
+/// Reads a whole non-streaming body and parses it as JSON.
+async fn read_json(
+    resp: reqwest::Response,
+    timeout: Duration,
+) -> Result<(Bytes, Value), AttemptError> {
+    let bytes = read_body(resp, timeout).await?;
+    let v = serde_json::from_slice(&bytes)
+        .map_err(|e| AttemptError::Protocol(format!("response is not JSON: {e}")))?;
+    Ok((bytes, v))
+}
+
 /// The configured upstreams and models.
 pub struct Upstreams {
     upstreams: HashMap<String, Upstream>,

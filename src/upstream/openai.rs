@@ -9,7 +9,7 @@ use serde_json::{json, Value};
 
 use super::sse::{self, SseEvent};
 use super::{
-    first_chunk, read_body, send, spawn_pump, AttemptError, ForwardBody, StreamConverter,
+    first_chunk, read_json, send, spawn_pump, AttemptError, ForwardBody, StreamConverter,
     StreamOutcome, Upstream, Usage,
 };
 use crate::config::ModelConfig;
@@ -36,17 +36,13 @@ pub(super) async fn call(
     }
     let url = format!("{}/chat/completions", up.cfg.base_url.trim_end_matches('/'));
     let mut req = up.client.post(url).json(&body);
-    match (&up.cfg.api_key_env, &up.api_key) {
-        (_, Some(key)) => req = req.bearer_auth(key),
-        (Some(var), None) => return Err(AttemptError::MissingKey(var.clone())),
-        (None, None) => {}
+    if let Some(key) = up.key()? {
+        req = req.bearer_auth(key);
     }
     let resp = send(req, timeout).await?;
     let status = resp.status().as_u16();
     if !stream {
-        let bytes = read_body(resp, timeout).await?;
-        let v: Value = serde_json::from_slice(&bytes)
-            .map_err(|e| AttemptError::Protocol(format!("response is not JSON: {e}")))?;
+        let (bytes, v) = read_json(resp, timeout).await?;
         if v.get("choices").is_none() {
             return Err(AttemptError::Protocol("response has no `choices`".into()));
         }
