@@ -5,6 +5,7 @@ use std::hint::black_box;
 
 use criterion::{criterion_group, criterion_main, Criterion};
 use triage::config::Config;
+use triage::embed::{DeviceSpec, EmbedOptions, Embedder, EngineChoice};
 use triage::engine::Engine;
 
 const SHORT: &str = "What are your business hours?";
@@ -29,18 +30,43 @@ fn bench(c: &mut Criterion) {
     let batch: Vec<String> = (0..32).map(|i| format!("{SHORT} (question {i})")).collect();
     let (emb, _) = engine.embedder.embed_one(SHORT).unwrap();
 
-    let mut g = c.benchmark_group("embed");
-    g.bench_function("short", |b| {
-        b.iter(|| engine.embedder.embed_one(black_box(SHORT)).unwrap())
+    c.bench_function("tokenize_short", |b| {
+        b.iter(|| engine.embedder.count_tokens(black_box(SHORT)).unwrap())
     });
-    g.bench_function("long_200_tokens", |b| {
-        b.iter(|| engine.embedder.embed_one(black_box(&long)).unwrap())
+    c.bench_function("tokenize_long", |b| {
+        b.iter(|| engine.embedder.count_tokens(black_box(&long)).unwrap())
     });
-    g.sample_size(20);
-    g.bench_function("batch_32_short", |b| {
-        b.iter(|| engine.embedder.embed(black_box(&batch)).unwrap())
-    });
-    g.finish();
+    // Every engine this CPU runs; the configured default (auto) is the first.
+    let mut engines = vec![EngineChoice::Auto.resolve(DeviceSpec::Cpu)];
+    for e in [
+        EngineChoice::Candle,
+        EngineChoice::FastF32,
+        EngineChoice::FastBf16,
+    ] {
+        if !engines.contains(&e) {
+            engines.push(e);
+        }
+    }
+    for choice in engines {
+        let Ok(embedder) = Embedder::load(&EmbedOptions {
+            engine: choice,
+            ..EmbedOptions::default()
+        }) else {
+            continue;
+        };
+        let mut g = c.benchmark_group(format!("embed_{}", choice.name()));
+        g.bench_function("short", |b| {
+            b.iter(|| embedder.embed_one(black_box(SHORT)).unwrap())
+        });
+        g.bench_function("long_200_tokens", |b| {
+            b.iter(|| embedder.embed_one(black_box(&long)).unwrap())
+        });
+        g.sample_size(20);
+        g.bench_function("batch_32_short", |b| {
+            b.iter(|| embedder.embed(black_box(&batch)).unwrap())
+        });
+        g.finish();
+    }
 
     c.bench_function("head", |b| {
         b.iter(|| engine.head.predict(black_box(&emb.features)))

@@ -115,6 +115,9 @@ pub struct EmbedConfig {
     pub workers: usize,
     /// Recent exact texts whose embeddings are remembered (0: off; ~17 KB each).
     pub memo_entries: usize,
+    /// Forward pass: `auto`, `candle`, `fast-f32` or `fast-bf16` (see docs/benchmarks.md
+    /// for the speed and accuracy of each).
+    pub engine: crate::embed::EngineChoice,
 }
 
 impl Default for EmbedConfig {
@@ -127,6 +130,7 @@ impl Default for EmbedConfig {
             queue_capacity: 1024,
             workers: 1,
             memo_entries: 1024,
+            engine: crate::embed::EngineChoice::Auto,
         }
     }
 }

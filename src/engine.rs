@@ -54,6 +54,7 @@ pub fn embed_options(cfg: &Config) -> Result<EmbedOptions, EngineError> {
         model,
         device,
         max_tokens: cfg.embed.max_tokens,
+        engine: cfg.embed.engine,
     })
 }
 

@@ -26,6 +26,8 @@ pub struct Bert {
     heads: usize,
     head_dim: usize,
     act: HiddenAct,
+    eps: f64,
+    intermediate: usize,
 }
 
 fn linear(vb: VarBuilder, in_dim: usize, out_dim: usize) -> candle_core::Result<Linear> {
@@ -101,11 +103,59 @@ impl Bert {
             heads: cfg.num_attention_heads,
             head_dim: h / cfg.num_attention_heads,
             act: cfg.hidden_act,
+            eps: cfg.layer_norm_eps,
+            intermediate: cfg.intermediate_size,
         })
     }
 
     pub fn num_layers(&self) -> usize {
         self.layers.len()
+    }
+
+    /// The weights as plain f32, for the fused CPU encoder. Only exact GELU is
+    /// fused, so a model with another activation is refused.
+    pub fn export(&self) -> candle_core::Result<super::fused::BertSource> {
+        if !matches!(self.act, HiddenAct::Gelu) {
+            candle_core::bail!("the fused encoder implements only exact GELU");
+        }
+        let flat = |t: &Tensor| t.flatten_all()?.to_dtype(DType::F32)?.to_vec1::<f32>();
+        let lin = |l: &Linear| -> candle_core::Result<(Vec<f32>, Vec<f32>)> {
+            let b = l
+                .bias()
+                .ok_or_else(|| candle_core::Error::Msg("linear layer without bias".into()))?;
+            Ok((flat(l.weight())?, flat(b)?))
+        };
+        let ln = |l: &LayerNorm| -> candle_core::Result<(Vec<f32>, Vec<f32>)> {
+            let b = l
+                .bias()
+                .ok_or_else(|| candle_core::Error::Msg("layer norm without bias".into()))?;
+            Ok((flat(l.weight())?, flat(b)?))
+        };
+        let layers = self
+            .layers
+            .iter()
+            .map(|l| {
+                Ok(super::fused::LayerSource {
+                    qkv: lin(&l.qkv)?,
+                    attn_out: lin(&l.attn_out)?,
+                    ln1: ln(&l.attn_norm)?,
+                    inter: lin(&l.intermediate)?,
+                    out: lin(&l.output)?,
+                    ln2: ln(&l.out_norm)?,
+                })
+            })
+            .collect::<candle_core::Result<Vec<_>>>()?;
+        Ok(super::fused::BertSource {
+            hidden: self.heads * self.head_dim,
+            heads: self.heads,
+            intermediate: self.intermediate,
+            eps: self.eps as f32,
+            word: flat(self.word.embeddings())?,
+            position: flat(&self.position)?,
+            token_type0: flat(&self.token_type0)?,
+            emb_ln: ln(&self.emb_norm)?,
+            layers,
+        })
     }
 
     /// Runs the encoder. `ids` and `mask` are (batch, seq); returns each layer's

@@ -2,6 +2,8 @@
 //! masked mean pooling and L2 normalization. Knows nothing about tiers.
 
 pub mod bert;
+#[cfg(target_arch = "x86_64")]
+pub mod fused;
 pub mod import;
 mod pool;
 
@@ -216,9 +218,69 @@ pub struct Embedding {
     pub features: Vec<f32>,
 }
 
+/// Which code runs the forward pass.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, Default)]
+#[serde(rename_all = "kebab-case")]
+pub enum EngineChoice {
+    /// `fast-bf16` where the CPU has AVX512-BF16, else `fast-f32` where it has
+    /// AVX-512, else `candle`; always `candle` on a GPU.
+    #[default]
+    Auto,
+    /// candle's tensor ops, one per step (any device).
+    Candle,
+    /// The fused AVX-512 encoder in f32: candle's results, faster.
+    FastF32,
+    /// The fused encoder with bf16 matrix multiplies: fastest, cosine ≥ 0.999.
+    FastBf16,
+}
+
+impl EngineChoice {
+    pub fn name(self) -> &'static str {
+        match self {
+            EngineChoice::Auto => "auto",
+            EngineChoice::Candle => "candle",
+            EngineChoice::FastF32 => "fast-f32",
+            EngineChoice::FastBf16 => "fast-bf16",
+        }
+    }
+
+    /// What `Auto` becomes on this machine and device.
+    pub fn resolve(self, device: DeviceSpec) -> EngineChoice {
+        if device != DeviceSpec::Cpu {
+            return EngineChoice::Candle;
+        }
+        #[cfg(target_arch = "x86_64")]
+        {
+            use fused::Precision;
+            if self == EngineChoice::Auto {
+                return if Precision::Bf16.supported() {
+                    EngineChoice::FastBf16
+                } else if Precision::F32.supported() {
+                    EngineChoice::FastF32
+                } else {
+                    EngineChoice::Candle
+                };
+            }
+        }
+        #[cfg(not(target_arch = "x86_64"))]
+        if self == EngineChoice::Auto {
+            return EngineChoice::Candle;
+        }
+        self
+    }
+}
+
+enum Encoder {
+    Candle(bert::Bert),
+    #[cfg(target_arch = "x86_64")]
+    Fused(fused::FusedBert),
+}
+
 /// A loaded sentence-embedding model.
 pub struct Embedder {
-    model: bert::Bert,
+    model: Encoder,
+    engine: EngineChoice,
+    layers: usize,
     tokenizer: Tokenizer,
     device: Device,
     dim: usize,
@@ -243,6 +305,7 @@ pub struct EmbedOptions {
     pub model: String,
     pub device: DeviceSpec,
     pub max_tokens: usize,
+    pub engine: EngineChoice,
 }
 
 impl Default for EmbedOptions {
@@ -251,6 +314,7 @@ impl Default for EmbedOptions {
             model: DEFAULT_MODEL_DIR.into(),
             device: DeviceSpec::Cpu,
             max_tokens: 256,
+            engine: EngineChoice::Auto,
         }
     }
 }
@@ -306,10 +370,38 @@ impl Embedder {
         // while running, and a concurrent external modification is outside our contract.
         let vb =
             unsafe { VarBuilder::from_mmaped_safetensors(&[&files.weights], DType::F32, &device)? };
-        let model = bert::Bert::load(vb, &config)
+        let bert = bert::Bert::load(vb, &config)
             .map_err(|e| bad(format!("weights do not fit a BERT model: {e}")))?;
+        let layers = bert.num_layers();
+        let engine = opts.engine.resolve(opts.device);
+        let model = match engine {
+            #[cfg(target_arch = "x86_64")]
+            EngineChoice::FastF32 | EngineChoice::FastBf16 => {
+                let precision = if engine == EngineChoice::FastBf16 {
+                    fused::Precision::Bf16
+                } else {
+                    fused::Precision::F32
+                };
+                let src = bert
+                    .export()
+                    .map_err(|e| bad(format!("engine {}: {e}", engine.name())))?;
+                Encoder::Fused(
+                    fused::FusedBert::new(src, precision, FEATURE_LAYERS)
+                        .map_err(|e| bad(format!("engine {}: {e}", engine.name())))?,
+                )
+            }
+            EngineChoice::Candle => Encoder::Candle(bert),
+            other => {
+                return Err(bad(format!(
+                    "engine {} is not available on this machine",
+                    other.name()
+                )))
+            }
+        };
         Ok(Self {
             model,
+            engine,
+            layers,
             tokenizer,
             device,
             dim: config.hidden_size,
@@ -325,7 +417,11 @@ impl Embedder {
     }
     /// Dimension of the routing features.
     pub fn features_dim(&self) -> usize {
-        2 * self.model.num_layers().min(FEATURE_LAYERS) * self.dim
+        2 * self.layers.min(FEATURE_LAYERS) * self.dim
+    }
+    /// The engine running the forward pass (never `Auto`).
+    pub fn engine(&self) -> EngineChoice {
+        self.engine
     }
     pub fn model_id(&self) -> &str {
         &self.model_id
@@ -368,18 +464,42 @@ impl Embedder {
             .tokenizer
             .encode_batch(inputs, true)
             .map_err(|e| EmbedError::Tokenizer(e.to_string()))?;
+        let t1 = Instant::now();
+        let (out, t2) = match &self.model {
+            Encoder::Candle(model) => self.forward_candle(model, &encodings)?,
+            #[cfg(target_arch = "x86_64")]
+            Encoder::Fused(model) => self.forward_fused(model, &encodings)?,
+        };
+        let t3 = Instant::now();
+        Ok((
+            out,
+            EmbedTimings {
+                tokenize_us: (t1 - t0).as_micros() as u64,
+                forward_us: (t2 - t1).as_micros() as u64,
+                pool_us: (t3 - t2).as_micros() as u64,
+            },
+        ))
+    }
+}
+
+impl Embedder {
+    /// candle's forward pass over a padded batch, then masked pooling.
+    fn forward_candle(
+        &self,
+        model: &bert::Bert,
+        encodings: &[tokenizers::Encoding],
+    ) -> Result<(Vec<Embedding>, Instant), EmbedError> {
         let batch = encodings.len();
         let seq = encodings.iter().map(|e| e.len()).max().unwrap_or(0);
         let mut ids = Vec::with_capacity(batch * seq);
         let mut mask = Vec::with_capacity(batch * seq);
-        for e in &encodings {
+        for e in encodings {
             ids.extend_from_slice(e.get_ids());
             mask.extend_from_slice(e.get_attention_mask());
         }
-        let t1 = Instant::now();
         let ids = Tensor::from_vec(ids, (batch, seq), &self.device)?;
         let mask = Tensor::from_vec(mask, (batch, seq), &self.device)?;
-        let layers = self.model.forward(&ids, &mask)?;
+        let layers = model.forward(&ids, &mask)?;
         let t2 = Instant::now();
         let mask3 = mask.to_dtype(DType::F32)?.unsqueeze(2)?;
         let pooled = &layers[layers.len().saturating_sub(FEATURE_LAYERS)..];
@@ -401,15 +521,37 @@ impl Embedder {
             .zip(features)
             .map(|(vector, features)| Embedding { vector, features })
             .collect();
-        let t3 = Instant::now();
-        Ok((
-            out,
-            EmbedTimings {
-                tokenize_us: (t1 - t0).as_micros() as u64,
-                forward_us: (t2 - t1).as_micros() as u64,
-                pool_us: (t3 - t2).as_micros() as u64,
-            },
-        ))
+        Ok((out, t2))
+    }
+
+    /// The fused encoder over the batch's tokens without padding; it pools itself.
+    #[cfg(target_arch = "x86_64")]
+    fn forward_fused(
+        &self,
+        model: &fused::FusedBert,
+        encodings: &[tokenizers::Encoding],
+    ) -> Result<(Vec<Embedding>, Instant), EmbedError> {
+        let mut ids = Vec::new();
+        let mut lens = Vec::with_capacity(encodings.len());
+        for e in encodings {
+            // Padding (batch-longest) sits at the end; the mask says where.
+            let len = e.get_attention_mask().iter().filter(|&&m| m != 0).count();
+            ids.extend_from_slice(&e.get_ids()[..len]);
+            lens.push(len);
+        }
+        let n = ids.len();
+        let ids = Tensor::from_vec(ids, n, &Device::Cpu)?;
+        let features = model.forward(&ids, &lens)?.to_vec2::<f32>()?;
+        let t2 = Instant::now();
+        let last = FEATURE_LAYERS.min(self.layers) - 1;
+        let out = features
+            .into_iter()
+            .map(|features| Embedding {
+                vector: features[last * self.dim..(last + 1) * self.dim].to_vec(),
+                features,
+            })
+            .collect();
+        Ok((out, t2))
     }
 }
 
