@@ -1240,6 +1240,147 @@ const SYNONYMS: &[(&str, &str)] = &[
     ("software", "app"),
 ];
 
+/// Words that frame a request rather than say what it is about ("the best way to",
+/// "steps to", "I'd like to know", "could you show me").
+const FRAMES: &[&str] = &[
+    "way",
+    "ways",
+    "method",
+    "methods",
+    "approach",
+    "process",
+    "procedure",
+    "steps",
+    "step",
+    "instructions",
+    "guide",
+    "tutorial",
+    "advice",
+    "tips",
+    "tip",
+    "suggestions",
+    "suggestion",
+    "options",
+    "option",
+    "possible",
+    "able",
+    "best",
+    "good",
+    "right",
+    "proper",
+    "properly",
+    "ideal",
+    "recommended",
+    "typical",
+    "typically",
+    "usual",
+    "usually",
+    "normal",
+    "normally",
+    "common",
+    "commonly",
+    "generally",
+    "general",
+    "exactly",
+    "actually",
+    "basically",
+    "really",
+    "even",
+    "anything",
+    "something",
+    "everything",
+    "someone",
+    "anyone",
+    "thing",
+    "things",
+    "stuff",
+    "tell",
+    "explain",
+    "show",
+    "give",
+    "provide",
+    "share",
+    "know",
+    "learn",
+    "understand",
+    "figure",
+    "find",
+    "wondering",
+    "curious",
+    "want",
+    "need",
+    "like",
+    "looking",
+    "trying",
+    "hoping",
+    "please",
+    "kindly",
+    "thanks",
+    "thank",
+    "hi",
+    "hello",
+    "hey",
+    "go",
+    "about",
+    "get",
+    "do",
+    "doing",
+    "done",
+    "can",
+    "could",
+    "would",
+    "should",
+    "will",
+    "might",
+    "may",
+    "must",
+    "let",
+    "lets",
+    "let's",
+    "i'd",
+    "i'll",
+    "i'm",
+    "you're",
+    "what's",
+    "how's",
+    "there's",
+    "here's",
+    "that's",
+    "it's",
+    "ok",
+    "okay",
+    "quick",
+    "quickly",
+    "simply",
+    "specific",
+    "particular",
+    "certain",
+    "some",
+    "any",
+    "few",
+    "couple",
+    "several",
+    "various",
+];
+
+/// Pronouns: who does what to whom ("my brother paid his rent" / "I paid my rent").
+const PRONOUNS: &[&str] = &[
+    "his",
+    "her",
+    "hers",
+    "him",
+    "himself",
+    "herself",
+    "themselves",
+    "myself",
+    "yourself",
+    "ourselves",
+    "mine",
+    "yours",
+    "theirs",
+    "ours",
+];
+
 /// Relation markers: with one of these present, the order of shared anchors matters.
 const DIRECTION_MARKERS: &[&str] = &[
     "to", "from", "into", "than", "vs", "versus", "->", "→", "towards", "toward", "onto", "de",
@@ -1267,6 +1408,10 @@ struct Lexicon {
     fillers: std::collections::HashSet<&'static str>,
     synonyms: std::collections::HashMap<&'static str, &'static str>,
     markers: std::collections::HashSet<&'static str>,
+    /// Frequency rank of each whole word of the vocabulary (it is ordered by frequency).
+    rank: std::collections::HashMap<&'static str, usize>,
+    frames: std::collections::HashSet<&'static str>,
+    pronouns: std::collections::HashSet<&'static str>,
 }
 
 fn lexicon() -> &'static Lexicon {
@@ -1286,6 +1431,14 @@ fn lexicon() -> &'static Lexicon {
         fillers: FILLERS.iter().copied().collect(),
         synonyms: word_map(SYNONYMS),
         markers: DIRECTION_MARKERS.iter().copied().collect(),
+        rank: include_str!("../../models/all-MiniLM-L6-v2/vocab.txt")
+            .lines()
+            .filter(|w| !w.starts_with("##") && !w.starts_with('['))
+            .enumerate()
+            .map(|(i, w)| (w, i))
+            .collect(),
+        frames: FRAMES.iter().copied().collect(),
+        pronouns: PRONOUNS.iter().copied().collect(),
     })
 }
 
@@ -1303,10 +1456,16 @@ struct Token {
 /// and percent symbols. Apostrophes stay inside words.
 fn tokenize(s: &str) -> Vec<Token> {
     let chars: Vec<char> = s.chars().collect();
+    // Written all in capitals ("HOW DO I EXIT VIM"): capitals mark no names.
+    let shouting = !chars.iter().any(|c| c.is_lowercase());
     let mut out = Vec::new();
+    let mut sentence_start = true;
     let mut i = 0;
     while i < chars.len() {
         let c = chars[i];
+        if matches!(c, '.' | '?' | '!' | '¿' | '¡') {
+            sentence_start = true;
+        }
         if c.is_alphanumeric() {
             let start = i;
             let mut numeric = false;
@@ -1344,10 +1503,15 @@ fn tokenize(s: &str) -> Vec<Token> {
                     text = stripped;
                 }
             }
-            let first_word = !out.iter().any(|t: &Token| !t.numeric);
+            // The first word of each sentence is capitalized anyway.
+            let first_word = sentence_start;
+            if !numeric {
+                sentence_start = false;
+            }
             let upper_initial = raw.chars().next().is_some_and(char::is_uppercase);
             let all_caps = raw.chars().count() >= 2 && raw.chars().all(|c| !c.is_lowercase());
-            let proper = !numeric && ((upper_initial && !first_word) || all_caps) && raw != "I";
+            let proper =
+                !numeric && !shouting && ((upper_initial && !first_word) || all_caps) && raw != "I";
             out.push(Token {
                 text,
                 numeric,
@@ -1494,6 +1658,8 @@ struct Features {
     marked: Vec<Marked>,
     /// Anchors (numbers, units, languages, datetime, content) in order.
     sequence: Vec<String>,
+    /// Content words written as names (capitalized mid-sentence or in capitals).
+    proper: BTreeSet<String>,
 }
 
 /// Two-word phrases that are one word elsewhere ("log in" / "login").
@@ -1639,6 +1805,7 @@ fn features(s: &str) -> Features {
                 f.sequence.push(v);
             }
             f.content.push((w.to_string(), w.to_string()));
+            f.proper.insert(w.to_string());
             continue;
         }
         if lex.fillers.contains(w) {
@@ -1660,7 +1827,9 @@ fn fmt_set<T: std::fmt::Debug>(s: &T) -> String {
 }
 
 /// Content words left on each side after typos are matched away.
-fn unexplained(a: &[(String, String)], b: &[(String, String)]) -> (Vec<String>, Vec<String>) {
+type Leftover = (String, String);
+
+fn unexplained(a: &[(String, String)], b: &[(String, String)]) -> (Vec<Leftover>, Vec<Leftover>) {
     let ca: BTreeSet<&String> = a.iter().map(|(c, _)| c).collect();
     let cb: BTreeSet<&String> = b.iter().map(|(c, _)| c).collect();
     let raw = |side: &[(String, String)], c: &String| {
@@ -1692,10 +1861,7 @@ fn unexplained(a: &[(String, String)], b: &[(String, String)]) -> (Vec<String>, 
     // A compound written apart on the other side ("login" / "log in").
     only_a.retain(|(w, _)| !is_split_of(w, &b_canon));
     only_b.retain(|(w, _)| !is_split_of(w, &a_canon));
-    (
-        only_a.into_iter().map(|(c, _)| c).collect(),
-        only_b.into_iter().map(|(c, _)| c).collect(),
-    )
+    (only_a, only_b)
 }
 
 /// Lowercase words of a request, as a sorted multiset.
@@ -1823,6 +1989,13 @@ fn opposed(a: &BTreeSet<String>, b: &BTreeSet<String>) -> Option<(String, String
 
 /// Checks that B asks what A asked. `Ok` means the cached answer of A fits B.
 pub fn verify(a: &str, b: &str) -> Result<(), Mismatch> {
+    verify_at(a, b, 0.0)
+}
+
+/// [`verify`], knowing the two requests' sentence similarity: a rewording (words
+/// changed in several places, not one slot) may leave a few common words
+/// unexplained when the similarity is high. The hard guards do not look at it.
+pub fn verify_at(a: &str, b: &str, similarity: f32) -> Result<(), Mismatch> {
     let fa = features(a);
     let fb = features(b);
     let miss = |kind: &'static str, detail: String| Err(Mismatch { kind, detail });
@@ -1892,17 +2065,174 @@ pub fn verify(a: &str, b: &str) -> Result<(), Mismatch> {
         }
     }
     let (only_a, only_b) = unexplained(&fa.content, &fb.content);
-    let extra: Vec<&String> = only_a.iter().chain(&only_b).collect();
+    let extra: Vec<&String> = only_a.iter().chain(&only_b).map(|(c, _)| c).collect();
     if let Some(w) = extra.iter().find(|w| negated_form_of(w, a, b)) {
         return miss(
             "negation",
             format!("`{w}` negates a word of the other request"),
         );
     }
-    if !extra.is_empty() {
-        return miss("content", format!("{only_a:?} vs {only_b:?}"));
+    if extra.is_empty() {
+        return Ok(());
+    }
+    let proper = |raw: &str| fa.proper.contains(raw) || fb.proper.contains(raw);
+    let (only_a, only_b, number_changes) = fold_variants(only_a, only_b, &fa.proper, &fb.proper);
+    let lex = lexicon();
+    let left: Vec<&Leftover> = only_a
+        .iter()
+        .chain(&only_b)
+        .filter(|(c, raw)| !lex.frames.contains(raw.as_str()) && !lex.frames.contains(c.as_str()))
+        .collect();
+    if left.is_empty() && number_changes == 0 {
+        return Ok(());
+    }
+    let names = |side: &[Leftover]| -> Vec<String> {
+        side.iter()
+            .filter(|(c, raw)| {
+                !lex.frames.contains(raw.as_str()) && !lex.frames.contains(c.as_str())
+            })
+            .map(|(c, _)| c.clone())
+            .collect()
+    };
+    let content_miss = |why: &str| {
+        miss(
+            "content",
+            format!("{:?} vs {:?}{why}", names(&only_a), names(&only_b)),
+        )
+    };
+    // Everything else equal, one slot changed ("a joke" / "a pun", "Norway" /
+    // "Sweden", "drummer" / "drummers"): a different request, however similar.
+    if minimal_pair(a, b) {
+        return content_miss("");
+    }
+    // A rewording: words differ in several places. Names, rare or technical words
+    // and pronouns left unexplained still decide; a few common words may differ
+    // when the sentences are close enough.
+    if let Some((_, raw)) = left
+        .iter()
+        .find(|(_, raw)| proper(raw) || lex.pronouns.contains(raw.as_str()) || !is_common(raw))
+    {
+        return content_miss(&format!(" (`{raw}` is a name or an uncommon word)"));
+    }
+    let allowed = rewording_allowance(similarity);
+    let content_words = fa.content.len() + fb.content.len();
+    let unexplained = left.len() + number_changes;
+    if unexplained > allowed || 2 * unexplained > content_words {
+        return content_miss(&format!(
+            " ({unexplained} of {content_words} words unexplained at similarity \
+             {similarity:.3}, {allowed} allowed)"
+        ));
     }
     Ok(())
+}
+
+/// How many common words may stay unexplained in a rewording: none below 0.80
+/// similarity, then one more every 0.025. (At most half the content words either
+/// way.)
+fn rewording_allowance(similarity: f32) -> usize {
+    if similarity < 0.80 {
+        return 0;
+    }
+    // Bounded: similarity ≤ 1 gives at most 9.
+    ((similarity.min(1.0) - 0.80) / 0.025) as usize + 1
+}
+
+/// A word of the embedding model's vocabulary (about 23,000 whole English words), in
+/// some inflection: common enough that a rewording may swap it. Names, jargon,
+/// identifiers and rare words are not.
+fn is_common(raw: &str) -> bool {
+    let lex = lexicon();
+    let w = raw.trim_end_matches("'s");
+    let mut forms = vec![w.to_string(), singular(w)];
+    for suf in ["ing", "ed", "d", "est", "er", "ly", "s"] {
+        if let Some(b) = w.strip_suffix(suf) {
+            forms.push(b.to_string());
+            forms.push(format!("{b}e"));
+        }
+    }
+    forms.iter().any(|v| lex.rank.contains_key(v.as_str()))
+}
+
+/// Plural to singular, crudely: "cities" → "city", "boxes" → "box", "dogs" → "dog".
+fn singular(w: &str) -> String {
+    let w = w.trim_end_matches("'s").trim_end_matches('\'');
+    if w.chars().count() <= 3 || w.ends_with("ss") || w.ends_with("us") || w.ends_with("is") {
+        return w.to_string();
+    }
+    if let Some(b) = w.strip_suffix("ies") {
+        return format!("{b}y");
+    }
+    for suf in ["ches", "shes", "xes", "sses"] {
+        if let Some(b) = w.strip_suffix(suf) {
+            return format!("{b}{}", &suf[..suf.len() - 2]);
+        }
+    }
+    w.strip_suffix('s').unwrap_or(w).to_string()
+}
+
+/// Pairs off the same word in another form across the sides: a name written in
+/// lowercase ("Chrome" / "chrome"), singular and plural ("card" / "cards"). Returns
+/// what is left and how many singular/plural changes were paired off.
+fn fold_variants(
+    mut a: Vec<Leftover>,
+    mut b: Vec<Leftover>,
+    proper_a: &BTreeSet<String>,
+    proper_b: &BTreeSet<String>,
+) -> (Vec<Leftover>, Vec<Leftover>, usize) {
+    let key = |raw: &str| canonical(&singular(&fold_accents(raw)));
+    let mut number_changes = 0;
+    let mut i = 0;
+    while i < a.len() {
+        let ra = a[i].1.clone();
+        let found = b.iter().position(|(_, rb)| {
+            // Two names differ when they differ at all ("Alien" / "Aliens").
+            !(proper_a.contains(&ra) && proper_b.contains(rb)) && key(&ra) == key(rb)
+        });
+        if let Some(j) = found {
+            let rb = &b[j].1;
+            if (singular(&ra) == ra.trim_end_matches("'s"))
+                != (singular(rb) == rb.trim_end_matches("'s"))
+            {
+                number_changes += 1;
+            }
+            a.remove(i);
+            b.remove(j);
+        } else {
+            i += 1;
+        }
+    }
+    (a, b, number_changes)
+}
+
+/// "où" → "ou", "café" → "cafe".
+fn fold_accents(w: &str) -> String {
+    w.chars()
+        .map(|c| match c {
+            'à' | 'á' | 'â' | 'ä' | 'ã' | 'å' => 'a',
+            'è' | 'é' | 'ê' | 'ë' => 'e',
+            'ì' | 'í' | 'î' | 'ï' => 'i',
+            'ò' | 'ó' | 'ô' | 'ö' | 'õ' => 'o',
+            'ù' | 'ú' | 'û' | 'ü' => 'u',
+            'ç' => 'c',
+            'ñ' => 'n',
+            c => c,
+        })
+        .collect()
+}
+
+/// One slot changed and everything around it equal: the common start and end of the
+/// two word sequences cover at least half of the longer one.
+fn minimal_pair(a: &str, b: &str) -> bool {
+    let ta: Vec<String> = tokenize(a).into_iter().map(|t| t.text).collect();
+    let tb: Vec<String> = tokenize(b).into_iter().map(|t| t.text).collect();
+    let pre = ta.iter().zip(&tb).take_while(|(x, y)| x == y).count();
+    let suf = ta[pre..]
+        .iter()
+        .rev()
+        .zip(tb[pre..].iter().rev())
+        .take_while(|(x, y)| x == y)
+        .count();
+    2 * (pre + suf) >= ta.len().max(tb.len())
 }
 
 #[cfg(test)]
