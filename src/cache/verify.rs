@@ -439,6 +439,8 @@ const LANGUAGES: &[&str] = &[
     "espagnol",
     "italien",
     "python",
+    "py",
+    "js",
     "javascript",
     "typescript",
     "java",
@@ -818,6 +820,8 @@ const FILLERS: &[&str] = &[
     "needs",
     "want",
     "wanna",
+    "gonna",
+    "gotta",
     "like",
     "please",
     "pls",
@@ -1238,6 +1242,20 @@ const SYNONYMS: &[(&str, &str)] = &[
     ("app", "app"),
     ("application", "app"),
     ("software", "app"),
+];
+
+/// Short names of languages and databases, and the name they stand for.
+const LANGUAGE_ALIASES: &[(&str, &str)] = &[
+    ("js", "javascript"),
+    ("ts", "typescript"),
+    ("postgres", "postgresql"),
+    ("psql", "postgresql"),
+    ("py", "python"),
+    ("golang", "go"),
+    ("rb", "ruby"),
+    ("cpp", "c++"),
+    ("csharp", "c#"),
+    ("objc", "objective-c"),
 ];
 
 /// Words that frame a request rather than say what it is about ("the best way to",
@@ -1765,7 +1783,10 @@ fn features(s: &str) -> Features {
             f.durations.insert((*d).to_string());
             continue;
         }
-        if lex.datetime.contains(w) {
+        // "I am" is no time of day; "9 am" is.
+        let clock_word_alone = matches!(w, "am" | "pm")
+            && !prev_word.chars().next().is_some_and(|c| c.is_ascii_digit());
+        if lex.datetime.contains(w) && !clock_word_alone {
             f.datetime.insert(w.to_string());
             {
                 let v = w.to_string();
@@ -1783,7 +1804,16 @@ fn features(s: &str) -> Features {
             }
             continue;
         }
+        if w == "js" && prev_word == "node" {
+            // "Node.js" is Node.
+            continue;
+        }
         if lex.languages.contains(w) {
+            // One name per language: "JS" / "JavaScript", "Postgres" / "PostgreSQL".
+            let w = LANGUAGE_ALIASES
+                .iter()
+                .find(|(alias, _)| *alias == w)
+                .map_or(w, |(_, name)| *name);
             f.languages.insert(w.to_string());
             {
                 let v = w.to_string();
@@ -1808,7 +1838,11 @@ fn features(s: &str) -> Features {
             f.proper.insert(w.to_string());
             continue;
         }
-        if lex.fillers.contains(w) {
+        // "when's", "where's", "how's": a filler with "is" attached.
+        if lex.fillers.contains(w)
+            || w.strip_suffix("'s")
+                .is_some_and(|b| lex.fillers.contains(b))
+        {
             continue;
         }
         let c = canonical(w);
@@ -1987,6 +2021,48 @@ fn opposed(a: &BTreeSet<String>, b: &BTreeSet<String>) -> Option<(String, String
     None
 }
 
+/// The order of what both requests mention says they ask different things.
+fn reordered(fa: &Features, fb: &Features, a: &str, b: &str) -> Option<Mismatch> {
+    let miss = |detail: String| {
+        Some(Mismatch {
+            kind: "direction",
+            detail,
+        })
+    };
+    let (oa, ob) = shared_order(&fa.sequence, &fb.sequence);
+    if oa != ob && same_words(a, b) {
+        // The same words in another order ("is a square a rectangle?" / "is a
+        // rectangle a square?"): a rearrangement, not a rewording.
+        return miss(format!("same words, other order: {oa:?} vs {ob:?}"));
+    }
+    if oa != ob {
+        // Moving a clause or a topic to the front keeps the meaning ("in Jest, how do
+        // I mock a function?"). Swapping the two sides of a relation reverses it:
+        // around a relation word ("Berlin to Paris" / "Paris to Berlin") or around
+        // a shared middle ("vitamin D helps absorb calcium" / "calcium helps absorb
+        // vitamin D").
+        if let Some(m) = swapped_around_marker(&fa.marked, &fb.marked) {
+            return miss(format!("swapped around `{m}`: {oa:?} vs {ob:?}"));
+        }
+        if swapped_around_middle(&oa, &ob) {
+            return miss(format!("{oa:?} vs {ob:?}"));
+        }
+    }
+    None
+}
+
+/// A short clause set off at the front by a comma, moved to the end: "In Python,
+/// how do I read a file?" → "how do I read a file? In Python". `None` without one.
+fn unfront(s: &str) -> Option<String> {
+    let (head, rest) = s.split_once(", ")?;
+    let words = head.split_whitespace().count();
+    if words == 0 || words > 6 || rest.trim().is_empty() {
+        return None;
+    }
+    let rest = rest.trim().trim_end_matches(['?', '.', '!']);
+    Some(format!("{rest} {head}"))
+}
+
 /// Checks that B asks what A asked. `Ok` means the cached answer of A fits B.
 pub fn verify(a: &str, b: &str) -> Result<(), Mismatch> {
     verify_at(a, b, 0.0)
@@ -2039,29 +2115,18 @@ pub fn verify_at(a: &str, b: &str, similarity: f32) -> Result<(), Mismatch> {
     if let Some((x, y)) = opposed(&fa.antonym_words, &fb.antonym_words) {
         return miss("antonym", format!("{x:?} vs {y:?}"));
     }
-    let (oa, ob) = shared_order(&fa.sequence, &fb.sequence);
-    if oa != ob && same_words(a, b) {
-        // The same words in another order ("is a square a rectangle?" / "is a
-        // rectangle a square?"): a rearrangement, not a rewording.
-        return miss(
-            "direction",
-            format!("same words, other order: {oa:?} vs {ob:?}"),
+    if let Some(m) = reordered(&fa, &fb, a, b) {
+        // A clause moved to the front and set off by a comma keeps the meaning
+        // ("If I cancel today, will I get a refund?" / "Will I get a refund if I
+        // cancel today?"): put it back at the end and compare again.
+        let (ua, ub) = (unfront(a), unfront(b));
+        let moved = ua.is_some() || ub.is_some();
+        let (ua, ub) = (
+            ua.unwrap_or_else(|| a.to_string()),
+            ub.unwrap_or_else(|| b.to_string()),
         );
-    }
-    if oa != ob {
-        // Moving a clause or a topic to the front keeps the meaning ("in Jest, how do
-        // I mock a function?"). Swapping the two sides of a relation reverses it:
-        // around a relation word ("Berlin to Paris" / "Paris to Berlin") or around
-        // a shared middle ("vitamin D helps absorb calcium" / "calcium helps absorb
-        // vitamin D").
-        if let Some(m) = swapped_around_marker(&fa.marked, &fb.marked) {
-            return miss(
-                "direction",
-                format!("swapped around `{m}`: {oa:?} vs {ob:?}"),
-            );
-        }
-        if swapped_around_middle(&oa, &ob) {
-            return miss("direction", format!("{oa:?} vs {ob:?}"));
+        if !moved || reordered(&features(&ua), &features(&ub), &ua, &ub).is_some() {
+            return Err(m);
         }
     }
     let (only_a, only_b) = unexplained(&fa.content, &fb.content);
@@ -2077,6 +2142,10 @@ pub fn verify_at(a: &str, b: &str, similarity: f32) -> Result<(), Mismatch> {
     }
     let proper = |raw: &str| fa.proper.contains(raw) || fb.proper.contains(raw);
     let (only_a, only_b, number_changes) = fold_variants(only_a, only_b, &fa.proper, &fb.proper);
+    let (only_a, only_b) = (
+        drop_spelling_variants(only_a, a, b),
+        drop_spelling_variants(only_b, b, a),
+    );
     let lex = lexicon();
     let left: Vec<&Leftover> = only_a
         .iter()
@@ -2110,13 +2179,19 @@ pub fn verify_at(a: &str, b: &str, similarity: f32) -> Result<(), Mismatch> {
     // when the sentences are close enough.
     if let Some((_, raw)) = left
         .iter()
-        .find(|(_, raw)| proper(raw) || lex.pronouns.contains(raw.as_str()) || !is_common(raw))
+        .find(|(_, raw)| proper(raw) || lex.pronouns.contains(raw.as_str()))
     {
-        return content_miss(&format!(" (`{raw}` is a name or an uncommon word)"));
+        return content_miss(&format!(" (`{raw}` is a name or a pronoun)"));
     }
     let allowed = rewording_allowance(similarity);
     let content_words = fa.content.len() + fb.content.len();
-    let unexplained = left.len() + number_changes;
+    // A word outside the common vocabulary (jargon, an identifier, a rare word)
+    // counts twice.
+    let unexplained = left
+        .iter()
+        .map(|(_, raw)| if is_common(raw) { 1 } else { RARE_WORD_WEIGHT })
+        .sum::<usize>()
+        + number_changes;
     if unexplained > allowed || 2 * unexplained > content_words {
         return content_miss(&format!(
             " ({unexplained} of {content_words} words unexplained at similarity \
@@ -2129,6 +2204,8 @@ pub fn verify_at(a: &str, b: &str, similarity: f32) -> Result<(), Mismatch> {
 /// How many common words may stay unexplained in a rewording: none below 0.80
 /// similarity, then one more every 0.025. (At most half the content words either
 /// way.)
+const RARE_WORD_WEIGHT: usize = 2;
+
 fn rewording_allowance(similarity: f32) -> usize {
     if similarity < 0.80 {
         return 0;
@@ -2186,7 +2263,8 @@ fn fold_variants(
         let ra = a[i].1.clone();
         let found = b.iter().position(|(_, rb)| {
             // Two names differ when they differ at all ("Alien" / "Aliens").
-            !(proper_a.contains(&ra) && proper_b.contains(rb)) && key(&ra) == key(rb)
+            !(proper_a.contains(&ra) && proper_b.contains(rb))
+                && (key(&ra) == key(rb) || transliterate(&ra) == transliterate(rb))
         });
         if let Some(j) = found {
             let rb = &b[j].1;
@@ -2204,6 +2282,30 @@ fn fold_variants(
     (a, b, number_changes)
 }
 
+/// Drops words that are the other request's words spelled another way: a typo of
+/// any of its words, even a filler ("reccomend" / "recommend"), or two of its words
+/// written as one ("checkin" / "check-in", "login" / "log in").
+fn drop_spelling_variants(side: Vec<Leftover>, own: &str, other: &str) -> Vec<Leftover> {
+    let words: Vec<String> = tokenize(other).into_iter().map(|t| t.text).collect();
+    let own: Vec<String> = tokenize(own).into_iter().map(|t| t.text).collect();
+    side.into_iter()
+        .filter(|(_, raw)| {
+            let typo = words.iter().any(|w| typo_of(raw, w));
+            let joined = words.windows(2).any(|p| {
+                let (x, y) = (&p[0], &p[1]);
+                x.len() >= 3 && (*raw == format!("{x}{y}") || *raw == format!("{x}-{y}"))
+            });
+            // The first half of a word the other side writes as one.
+            let half = own.windows(2).any(|p| {
+                p[0] == *raw
+                    && raw.len() >= 3
+                    && words.iter().any(|w| *w == format!("{}{}", p[0], p[1]))
+            });
+            !typo && !joined && !half
+        })
+        .collect()
+}
+
 /// "où" → "ou", "café" → "cafe".
 fn fold_accents(w: &str) -> String {
     w.chars()
@@ -2218,6 +2320,14 @@ fn fold_accents(w: &str) -> String {
             c => c,
         })
         .collect()
+}
+
+/// German without umlauts: "löschen" → "loeschen", "Straße" → "strasse".
+fn transliterate(w: &str) -> String {
+    w.replace('ä', "ae")
+        .replace('ö', "oe")
+        .replace('ü', "ue")
+        .replace('ß', "ss")
 }
 
 /// One slot changed and everything around it equal: the common start and end of the
