@@ -1,6 +1,8 @@
 //! The cache's hit decision on the labeled pair sets in tests/fixtures/cache_pairs/:
-//! `dev.jsonl` (used while writing the guards) and `test.jsonl` (another writer's).
-//! Prints the per-kind table; asserts the false-hit ceiling.
+//! `dev.jsonl` (used while writing the guards), `test.jsonl` (another writer's, for
+//! confirming) and `holdout.jsonl` (a third writer's, written before the rewording
+//! allowance and never tuned on). Prints the per-kind table; asserts the false-hit
+//! ceiling and a hit-rate floor a little under each set's current rate.
 
 use std::collections::BTreeMap;
 
@@ -66,13 +68,21 @@ fn score(file: &str, embedder: &Embedder, threshold: f32) -> (f64, f64) {
 }
 
 #[test]
-fn false_hits_stay_under_one_percent_on_both_pair_sets() {
+fn false_hits_stay_under_one_percent_on_every_pair_set() {
     let cfg = Config::default();
     let embedder = Embedder::load(&embed_options(&cfg).unwrap()).unwrap();
-    for file in ["dev.jsonl", "test.jsonl"] {
+    // (file, hit-rate floor): measured 58.2%, 49.8% and 79.2% of true pairs served.
+    for (file, min_hit_rate) in [
+        ("dev.jsonl", 0.55),
+        ("test.jsonl", 0.47),
+        ("holdout.jsonl", 0.75),
+    ] {
         let (hit_rate, false_rate) = score(file, &embedder, cfg.cache.similarity);
         assert!(false_rate <= 0.01, "{file}: false-hit rate {false_rate}");
-        // Surface variants and close paraphrases must still be served.
-        assert!(hit_rate >= 0.15, "{file}: hit rate {hit_rate}");
+        // Rewordings, not only surface variants, must be served.
+        assert!(
+            hit_rate >= min_hit_rate,
+            "{file}: hit rate {hit_rate} under {min_hit_rate}"
+        );
     }
 }

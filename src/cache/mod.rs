@@ -25,7 +25,7 @@ use parking_lot::{Mutex, RwLock};
 use serde::Serialize;
 
 pub use store::{CachedAnswer, EntryRecord, Record, Store, StoreError};
-pub use verify::{verify, Mismatch, MISMATCH_KINDS};
+pub use verify::{verify, verify_at, Mismatch, MISMATCH_KINDS};
 
 use crate::config::CacheConfig;
 
@@ -49,7 +49,7 @@ pub fn decide_hit(stored: &str, new: &str, similarity: f32, threshold: f32) -> H
             rejected_by: Some("similarity"),
         };
     }
-    match verify(stored, new) {
+    match verify_at(stored, new, similarity) {
         Ok(()) => HitDecision {
             hit: true,
             similarity,

@@ -5,9 +5,12 @@
 //! The guards compare what changes an answer: numbers and versions, dates and
 //! times, units and currencies, languages (natural and programming), negation,
 //! antonyms, the order of a relation, and finally any content word that one side
-//! has and the other lacks, after typos, inflections, fillers and a small synonym
-//! table are accounted for. A wrong hit is worse than a miss, so the guards err
-//! towards "different".
+//! has and the other lacks, after typos, inflections, fillers, question frames and
+//! a small synonym table are accounted for. Content words left over always miss
+//! when only one slot changed (everything around it equal) or when one is a name
+//! or a pronoun; in a rewording a few common words may differ, more the higher the
+//! similarity. A wrong hit is worse than a miss, so the guards err towards
+//! "different".
 
 use std::collections::{BTreeMap, BTreeSet};
 
@@ -439,6 +442,8 @@ const LANGUAGES: &[&str] = &[
     "espagnol",
     "italien",
     "python",
+    "py",
+    "js",
     "javascript",
     "typescript",
     "java",
@@ -818,6 +823,8 @@ const FILLERS: &[&str] = &[
     "needs",
     "want",
     "wanna",
+    "gonna",
+    "gotta",
     "like",
     "please",
     "pls",
@@ -1240,6 +1247,199 @@ const SYNONYMS: &[(&str, &str)] = &[
     ("software", "app"),
 ];
 
+/// Short names of languages and databases, and the name they stand for.
+const LANGUAGE_ALIASES: &[(&str, &str)] = &[
+    ("js", "javascript"),
+    ("ts", "typescript"),
+    ("postgres", "postgresql"),
+    ("psql", "postgresql"),
+    ("py", "python"),
+    ("golang", "go"),
+    ("rb", "ruby"),
+    ("cpp", "c++"),
+    ("csharp", "c#"),
+    ("objc", "objective-c"),
+];
+
+/// Words that frame a request rather than say what it is about ("the best way to",
+/// "steps to", "I'd like to know", "could you show me").
+const FRAMES: &[&str] = &[
+    "way",
+    "ways",
+    "method",
+    "methods",
+    "approach",
+    "process",
+    "procedure",
+    "steps",
+    "step",
+    "instructions",
+    "guide",
+    "tutorial",
+    "advice",
+    "tips",
+    "tip",
+    "suggestions",
+    "suggestion",
+    "options",
+    "option",
+    "possible",
+    "able",
+    "best",
+    "good",
+    "right",
+    "proper",
+    "properly",
+    "ideal",
+    "recommended",
+    "typical",
+    "typically",
+    "usual",
+    "usually",
+    "normal",
+    "normally",
+    "common",
+    "commonly",
+    "generally",
+    "general",
+    "exactly",
+    "actually",
+    "basically",
+    "really",
+    "even",
+    "anything",
+    "something",
+    "everything",
+    "someone",
+    "anyone",
+    "thing",
+    "things",
+    "stuff",
+    "tell",
+    "explain",
+    "show",
+    "give",
+    "provide",
+    "share",
+    "know",
+    "learn",
+    "understand",
+    "figure",
+    "find",
+    "wondering",
+    "curious",
+    "want",
+    "need",
+    "like",
+    "looking",
+    "trying",
+    "hoping",
+    "please",
+    "kindly",
+    "thanks",
+    "thank",
+    "hi",
+    "hello",
+    "hey",
+    "go",
+    "about",
+    "get",
+    "do",
+    "doing",
+    "done",
+    "can",
+    "could",
+    "would",
+    "should",
+    "will",
+    "might",
+    "may",
+    "must",
+    "let",
+    "lets",
+    "let's",
+    "i'd",
+    "i'll",
+    "i'm",
+    "you're",
+    "what's",
+    "how's",
+    "there's",
+    "here's",
+    "that's",
+    "it's",
+    "ok",
+    "okay",
+    "quick",
+    "quickly",
+    "simply",
+    "specific",
+    "particular",
+    "certain",
+    "some",
+    "any",
+    "few",
+    "couple",
+    "several",
+    "various",
+    // "What makes X look Y" = "why is X Y"; "the concept of X", "the term X".
+    "make",
+    "makes",
+    "making",
+    "look",
+    "looks",
+    "appear",
+    "appears",
+    "seem",
+    "seems",
+    "concept",
+    "term",
+    "terms",
+    "refer",
+    "refers",
+    "mean",
+    "means",
+    "meaning",
+    "technique",
+    "techniques",
+    "amount",
+    "consider",
+    "considered",
+    "count",
+    "counts",
+    "state",
+    "distinction",
+    "difference",
+    "differ",
+    "different",
+    "offer",
+    "available",
+    "exist",
+    "exists",
+    "simple",
+    "simply",
+    "overall",
+    "actual",
+];
+
+/// Pronouns: who does what to whom ("my brother paid his rent" / "I paid my rent").
+const PRONOUNS: &[&str] = &[
+    "his",
+    "her",
+    "hers",
+    "him",
+    "himself",
+    "herself",
+    "themselves",
+    "myself",
+    "yourself",
+    "ourselves",
+    "mine",
+    "yours",
+    "theirs",
+    "ours",
+];
+
 /// Relation markers: with one of these present, the order of shared anchors matters.
 const DIRECTION_MARKERS: &[&str] = &[
     "to", "from", "into", "than", "vs", "versus", "->", "→", "towards", "toward", "onto", "de",
@@ -1267,6 +1467,10 @@ struct Lexicon {
     fillers: std::collections::HashSet<&'static str>,
     synonyms: std::collections::HashMap<&'static str, &'static str>,
     markers: std::collections::HashSet<&'static str>,
+    /// Frequency rank of each whole word of the vocabulary (it is ordered by frequency).
+    rank: std::collections::HashMap<&'static str, usize>,
+    frames: std::collections::HashSet<&'static str>,
+    pronouns: std::collections::HashSet<&'static str>,
 }
 
 fn lexicon() -> &'static Lexicon {
@@ -1286,6 +1490,14 @@ fn lexicon() -> &'static Lexicon {
         fillers: FILLERS.iter().copied().collect(),
         synonyms: word_map(SYNONYMS),
         markers: DIRECTION_MARKERS.iter().copied().collect(),
+        rank: include_str!("../../models/all-MiniLM-L6-v2/vocab.txt")
+            .lines()
+            .filter(|w| !w.starts_with("##") && !w.starts_with('['))
+            .enumerate()
+            .map(|(i, w)| (w, i))
+            .collect(),
+        frames: FRAMES.iter().copied().collect(),
+        pronouns: PRONOUNS.iter().copied().collect(),
     })
 }
 
@@ -1303,10 +1515,16 @@ struct Token {
 /// and percent symbols. Apostrophes stay inside words.
 fn tokenize(s: &str) -> Vec<Token> {
     let chars: Vec<char> = s.chars().collect();
+    // Written all in capitals ("HOW DO I EXIT VIM"): capitals mark no names.
+    let shouting = !chars.iter().any(|c| c.is_lowercase());
     let mut out = Vec::new();
+    let mut sentence_start = true;
     let mut i = 0;
     while i < chars.len() {
         let c = chars[i];
+        if matches!(c, '.' | '?' | '!' | '¿' | '¡') {
+            sentence_start = true;
+        }
         if c.is_alphanumeric() {
             let start = i;
             let mut numeric = false;
@@ -1344,10 +1562,15 @@ fn tokenize(s: &str) -> Vec<Token> {
                     text = stripped;
                 }
             }
-            let first_word = !out.iter().any(|t: &Token| !t.numeric);
+            // The first word of each sentence is capitalized anyway.
+            let first_word = sentence_start;
+            if !numeric {
+                sentence_start = false;
+            }
             let upper_initial = raw.chars().next().is_some_and(char::is_uppercase);
             let all_caps = raw.chars().count() >= 2 && raw.chars().all(|c| !c.is_lowercase());
-            let proper = !numeric && ((upper_initial && !first_word) || all_caps) && raw != "I";
+            let proper =
+                !numeric && !shouting && ((upper_initial && !first_word) || all_caps) && raw != "I";
             out.push(Token {
                 text,
                 numeric,
@@ -1494,6 +1717,8 @@ struct Features {
     marked: Vec<Marked>,
     /// Anchors (numbers, units, languages, datetime, content) in order.
     sequence: Vec<String>,
+    /// Content words written as names (capitalized mid-sentence or in capitals).
+    proper: BTreeSet<String>,
 }
 
 /// Two-word phrases that are one word elsewhere ("log in" / "login").
@@ -1599,7 +1824,10 @@ fn features(s: &str) -> Features {
             f.durations.insert((*d).to_string());
             continue;
         }
-        if lex.datetime.contains(w) {
+        // "I am" is no time of day; "9 am" is.
+        let clock_word_alone = matches!(w, "am" | "pm")
+            && !prev_word.chars().next().is_some_and(|c| c.is_ascii_digit());
+        if lex.datetime.contains(w) && !clock_word_alone {
             f.datetime.insert(w.to_string());
             {
                 let v = w.to_string();
@@ -1608,7 +1836,13 @@ fn features(s: &str) -> Features {
             }
             continue;
         }
-        if let Some(u) = lex.units.get(w).or_else(|| lex.units.get(stemmed.as_str())) {
+        let one = singular(w);
+        if let Some(u) = lex
+            .units
+            .get(w)
+            .or_else(|| lex.units.get(stemmed.as_str()))
+            .or_else(|| lex.units.get(one.as_str()))
+        {
             f.units.insert((*u).to_string());
             {
                 let v = (*u).to_string();
@@ -1617,7 +1851,16 @@ fn features(s: &str) -> Features {
             }
             continue;
         }
+        if w == "js" && prev_word == "node" {
+            // "Node.js" is Node.
+            continue;
+        }
         if lex.languages.contains(w) {
+            // One name per language: "JS" / "JavaScript", "Postgres" / "PostgreSQL".
+            let w = LANGUAGE_ALIASES
+                .iter()
+                .find(|(alias, _)| *alias == w)
+                .map_or(w, |(_, name)| *name);
             f.languages.insert(w.to_string());
             {
                 let v = w.to_string();
@@ -1639,9 +1882,14 @@ fn features(s: &str) -> Features {
                 f.sequence.push(v);
             }
             f.content.push((w.to_string(), w.to_string()));
+            f.proper.insert(w.to_string());
             continue;
         }
-        if lex.fillers.contains(w) {
+        // "when's", "where's", "how's": a filler with "is" attached.
+        if lex.fillers.contains(w)
+            || w.strip_suffix("'s")
+                .is_some_and(|b| lex.fillers.contains(b))
+        {
             continue;
         }
         let c = canonical(w);
@@ -1660,7 +1908,9 @@ fn fmt_set<T: std::fmt::Debug>(s: &T) -> String {
 }
 
 /// Content words left on each side after typos are matched away.
-fn unexplained(a: &[(String, String)], b: &[(String, String)]) -> (Vec<String>, Vec<String>) {
+type Leftover = (String, String);
+
+fn unexplained(a: &[(String, String)], b: &[(String, String)]) -> (Vec<Leftover>, Vec<Leftover>) {
     let ca: BTreeSet<&String> = a.iter().map(|(c, _)| c).collect();
     let cb: BTreeSet<&String> = b.iter().map(|(c, _)| c).collect();
     let raw = |side: &[(String, String)], c: &String| {
@@ -1692,10 +1942,7 @@ fn unexplained(a: &[(String, String)], b: &[(String, String)]) -> (Vec<String>, 
     // A compound written apart on the other side ("login" / "log in").
     only_a.retain(|(w, _)| !is_split_of(w, &b_canon));
     only_b.retain(|(w, _)| !is_split_of(w, &a_canon));
-    (
-        only_a.into_iter().map(|(c, _)| c).collect(),
-        only_b.into_iter().map(|(c, _)| c).collect(),
-    )
+    (only_a, only_b)
 }
 
 /// Lowercase words of a request, as a sorted multiset.
@@ -1821,12 +2068,118 @@ fn opposed(a: &BTreeSet<String>, b: &BTreeSet<String>) -> Option<(String, String
     None
 }
 
+/// The order of what both requests mention says they ask different things.
+fn reordered(fa: &Features, fb: &Features, a: &str, b: &str) -> Option<Mismatch> {
+    let miss = |detail: String| {
+        Some(Mismatch {
+            kind: "direction",
+            detail,
+        })
+    };
+    let (oa, ob) = shared_order(&fa.sequence, &fb.sequence);
+    if oa != ob && symmetric(a, b) {
+        // "baking soda vs baking powder" / "how do baking powder and baking soda
+        // differ": a comparison reads the same both ways.
+        return None;
+    }
+    if oa != ob && same_words(a, b) {
+        // The same words in another order ("is a square a rectangle?" / "is a
+        // rectangle a square?"): a rearrangement, not a rewording.
+        return miss(format!("same words, other order: {oa:?} vs {ob:?}"));
+    }
+    if oa != ob {
+        // Moving a clause or a topic to the front keeps the meaning ("in Jest, how do
+        // I mock a function?"). Swapping the two sides of a relation reverses it:
+        // around a relation word ("Berlin to Paris" / "Paris to Berlin") or around
+        // a shared middle ("vitamin D helps absorb calcium" / "calcium helps absorb
+        // vitamin D").
+        if let Some(m) = swapped_around_marker(&fa.marked, &fb.marked) {
+            return miss(format!("swapped around `{m}`: {oa:?} vs {ob:?}"));
+        }
+        if swapped_around_middle(&oa, &ob) {
+            return miss(format!("{oa:?} vs {ob:?}"));
+        }
+    }
+    None
+}
+
+/// The numbers differ only by a "one" that the other side says with "a", "an",
+/// "single" or "each" ("in one day" / "a day contains", "one order" / "a single
+/// order").
+fn one_as_article(fa: &Features, fb: &Features, a: &str, b: &str) -> bool {
+    let article = |s: &str| {
+        tokenize(s)
+            .iter()
+            .any(|t| matches!(t.text.as_str(), "a" | "an" | "single" | "each" | "per"))
+    };
+    let without_one = |f: &Features| {
+        let mut n = f.numbers.clone();
+        if let Some(c) = n.get_mut("1") {
+            *c -= 1;
+            if *c == 0 {
+                n.remove("1");
+            }
+        }
+        n
+    };
+    (without_one(fa) == fb.numbers && fa.numbers.contains_key("1") && article(b))
+        || (without_one(fb) == fa.numbers && fb.numbers.contains_key("1") && article(a))
+}
+
+/// A comparison ("difference", "compare", "differ") with no one-way relation word
+/// (to, from, into, than) on either side.
+fn symmetric(a: &str, b: &str) -> bool {
+    let words: Vec<String> = tokenize(a)
+        .into_iter()
+        .chain(tokenize(b))
+        .map(|t| t.text)
+        .collect();
+    let comparison = words.iter().any(|w| {
+        [
+            "differ",
+            "difference",
+            "different",
+            "compare",
+            "comparison",
+            "distinguish",
+        ]
+        .iter()
+        .any(|c| w.starts_with(c))
+    });
+    let one_way = words.iter().any(|w| {
+        matches!(
+            w.as_str(),
+            "to" | "from" | "into" | "than" | "onto" | "toward" | "towards" | "->" | "→"
+        )
+    });
+    comparison && !one_way
+}
+
+/// A short clause set off at the front by a comma, moved to the end: "In Python,
+/// how do I read a file?" → "how do I read a file? In Python". `None` without one.
+fn unfront(s: &str) -> Option<String> {
+    let (head, rest) = s.split_once(", ")?;
+    let words = head.split_whitespace().count();
+    if words == 0 || words > 6 || rest.trim().is_empty() {
+        return None;
+    }
+    let rest = rest.trim().trim_end_matches(['?', '.', '!']);
+    Some(format!("{rest} {head}"))
+}
+
 /// Checks that B asks what A asked. `Ok` means the cached answer of A fits B.
 pub fn verify(a: &str, b: &str) -> Result<(), Mismatch> {
+    verify_at(a, b, 0.0)
+}
+
+/// [`verify`], knowing the two requests' sentence similarity: a rewording (words
+/// changed in several places, not one slot) may leave a few common words
+/// unexplained when the similarity is high. The hard guards do not look at it.
+pub fn verify_at(a: &str, b: &str, similarity: f32) -> Result<(), Mismatch> {
     let fa = features(a);
     let fb = features(b);
     let miss = |kind: &'static str, detail: String| Err(Mismatch { kind, detail });
-    if fa.numbers != fb.numbers {
+    if fa.numbers != fb.numbers && !one_as_article(&fa, &fb, a, b) {
         return miss(
             "number",
             format!(
@@ -1866,43 +2219,263 @@ pub fn verify(a: &str, b: &str) -> Result<(), Mismatch> {
     if let Some((x, y)) = opposed(&fa.antonym_words, &fb.antonym_words) {
         return miss("antonym", format!("{x:?} vs {y:?}"));
     }
-    let (oa, ob) = shared_order(&fa.sequence, &fb.sequence);
-    if oa != ob && same_words(a, b) {
-        // The same words in another order ("is a square a rectangle?" / "is a
-        // rectangle a square?"): a rearrangement, not a rewording.
-        return miss(
-            "direction",
-            format!("same words, other order: {oa:?} vs {ob:?}"),
+    if let Some(m) = reordered(&fa, &fb, a, b) {
+        // A clause moved to the front and set off by a comma keeps the meaning
+        // ("If I cancel today, will I get a refund?" / "Will I get a refund if I
+        // cancel today?"): put it back at the end and compare again.
+        let (ua, ub) = (unfront(a), unfront(b));
+        let moved = ua.is_some() || ub.is_some();
+        let (ua, ub) = (
+            ua.unwrap_or_else(|| a.to_string()),
+            ub.unwrap_or_else(|| b.to_string()),
         );
-    }
-    if oa != ob {
-        // Moving a clause or a topic to the front keeps the meaning ("in Jest, how do
-        // I mock a function?"). Swapping the two sides of a relation reverses it:
-        // around a relation word ("Berlin to Paris" / "Paris to Berlin") or around
-        // a shared middle ("vitamin D helps absorb calcium" / "calcium helps absorb
-        // vitamin D").
-        if let Some(m) = swapped_around_marker(&fa.marked, &fb.marked) {
-            return miss(
-                "direction",
-                format!("swapped around `{m}`: {oa:?} vs {ob:?}"),
-            );
-        }
-        if swapped_around_middle(&oa, &ob) {
-            return miss("direction", format!("{oa:?} vs {ob:?}"));
+        if !moved || reordered(&features(&ua), &features(&ub), &ua, &ub).is_some() {
+            return Err(m);
         }
     }
     let (only_a, only_b) = unexplained(&fa.content, &fb.content);
-    let extra: Vec<&String> = only_a.iter().chain(&only_b).collect();
+    let extra: Vec<&String> = only_a.iter().chain(&only_b).map(|(c, _)| c).collect();
     if let Some(w) = extra.iter().find(|w| negated_form_of(w, a, b)) {
         return miss(
             "negation",
             format!("`{w}` negates a word of the other request"),
         );
     }
-    if !extra.is_empty() {
-        return miss("content", format!("{only_a:?} vs {only_b:?}"));
+    if extra.is_empty() {
+        return Ok(());
+    }
+    let proper = |raw: &str| fa.proper.contains(raw) || fb.proper.contains(raw);
+    let (only_a, only_b, number_changes) = fold_variants(only_a, only_b, &fa.proper, &fb.proper);
+    let (only_a, only_b) = (
+        drop_spelling_variants(only_a, a, b),
+        drop_spelling_variants(only_b, b, a),
+    );
+    let lex = lexicon();
+    let left: Vec<&Leftover> = only_a
+        .iter()
+        .chain(&only_b)
+        .filter(|(c, raw)| !lex.frames.contains(raw.as_str()) && !lex.frames.contains(c.as_str()))
+        .collect();
+    if left.is_empty() && number_changes == 0 {
+        return Ok(());
+    }
+    let names = |side: &[Leftover]| -> Vec<String> {
+        side.iter()
+            .filter(|(c, raw)| {
+                !lex.frames.contains(raw.as_str()) && !lex.frames.contains(c.as_str())
+            })
+            .map(|(c, _)| c.clone())
+            .collect()
+    };
+    let content_miss = |why: &str| {
+        miss(
+            "content",
+            format!(
+                "{:?} vs {:?}{}{why}",
+                names(&only_a),
+                names(&only_b),
+                if number_changes > 0 {
+                    ", singular vs plural"
+                } else {
+                    ""
+                }
+            ),
+        )
+    };
+    // Everything else equal, one slot changed ("a joke" / "a pun", "Norway" /
+    // "Sweden", "drummer" / "drummers"): a different request, however similar.
+    if minimal_pair(a, b) {
+        return content_miss("");
+    }
+    // A rewording: words differ in several places. Names, rare or technical words
+    // and pronouns left unexplained still decide; a few common words may differ
+    // when the sentences are close enough.
+    if let Some((_, raw)) = left
+        .iter()
+        .find(|(_, raw)| proper(raw) || lex.pronouns.contains(raw.as_str()))
+    {
+        return content_miss(&format!(" (`{raw}` is a name or a pronoun)"));
+    }
+    let mut allowed = rewording_allowance(similarity);
+    // Words added on one side only, nothing they replace on the other: a
+    // constraint added ("a lasagna recipe" / "a vegan lasagna recipe"), not a
+    // rewording. At most one common word.
+    let left_a = only_a
+        .iter()
+        .filter(|(c, raw)| !lex.frames.contains(raw.as_str()) && !lex.frames.contains(c.as_str()))
+        .count();
+    let left_b = only_b
+        .iter()
+        .filter(|(c, raw)| !lex.frames.contains(raw.as_str()) && !lex.frames.contains(c.as_str()))
+        .count();
+    if left_a == 0 || left_b == 0 {
+        if let Some((_, raw)) = left.iter().find(|(_, raw)| !is_common(raw)) {
+            return content_miss(&format!(" (`{raw}` added on one side only)"));
+        }
+        allowed = allowed.min(ONE_SIDED_ALLOWANCE);
+    }
+    let content_words = fa.content.len() + fb.content.len();
+    // A word outside the common vocabulary (jargon, an identifier, a rare word)
+    // counts twice.
+    let unexplained = left
+        .iter()
+        .map(|(_, raw)| if is_common(raw) { 1 } else { RARE_WORD_WEIGHT })
+        .sum::<usize>()
+        + number_changes;
+    if unexplained > allowed || 5 * unexplained > 3 * content_words {
+        return content_miss(&format!(
+            " ({unexplained} of {content_words} words unexplained at similarity \
+             {similarity:.3}, {allowed} allowed)"
+        ));
     }
     Ok(())
+}
+
+/// How many common words may stay unexplained in a rewording: none below 0.78
+/// similarity, then one more every 0.025. (At most half the content words either
+/// way.)
+const RARE_WORD_WEIGHT: usize = 2;
+
+/// At most this many common words added on one side with nothing replaced.
+const ONE_SIDED_ALLOWANCE: usize = 2;
+
+fn rewording_allowance(similarity: f32) -> usize {
+    if similarity.is_nan() || similarity < 0.78 {
+        return 0;
+    }
+    // Bounded: similarity ≤ 1 gives at most 9.
+    ((similarity.min(1.0) - 0.78) / 0.025) as usize + 1
+}
+
+/// A word of the embedding model's vocabulary (about 23,000 whole English words), in
+/// some inflection: common enough that a rewording may swap it. Names, jargon,
+/// identifiers and rare words are not.
+fn is_common(raw: &str) -> bool {
+    let lex = lexicon();
+    let w = raw.trim_end_matches("'s");
+    let mut forms = vec![w.to_string(), singular(w)];
+    for suf in ["ing", "ed", "d", "est", "er", "ly", "s"] {
+        if let Some(b) = w.strip_suffix(suf) {
+            forms.push(b.to_string());
+            forms.push(format!("{b}e"));
+        }
+    }
+    forms.iter().any(|v| lex.rank.contains_key(v.as_str()))
+}
+
+/// Plural to singular, crudely: "cities" → "city", "boxes" → "box", "dogs" → "dog".
+fn singular(w: &str) -> String {
+    let w = w.trim_end_matches("'s").trim_end_matches('\'');
+    if w.chars().count() <= 3 || w.ends_with("ss") || w.ends_with("us") || w.ends_with("is") {
+        return w.to_string();
+    }
+    if let Some(b) = w.strip_suffix("ies") {
+        return format!("{b}y");
+    }
+    for suf in ["ches", "shes", "xes", "sses"] {
+        if let Some(b) = w.strip_suffix(suf) {
+            return format!("{b}{}", &suf[..suf.len() - 2]);
+        }
+    }
+    w.strip_suffix('s').unwrap_or(w).to_string()
+}
+
+/// Pairs off the same word in another form across the sides: a name written in
+/// lowercase ("Chrome" / "chrome"), singular and plural ("card" / "cards"). Returns
+/// what is left and how many singular/plural changes were paired off.
+fn fold_variants(
+    mut a: Vec<Leftover>,
+    mut b: Vec<Leftover>,
+    proper_a: &BTreeSet<String>,
+    proper_b: &BTreeSet<String>,
+) -> (Vec<Leftover>, Vec<Leftover>, usize) {
+    let key = |raw: &str| canonical(&singular(&fold_accents(raw)));
+    let mut number_changes = 0;
+    let mut i = 0;
+    while i < a.len() {
+        let ra = a[i].1.clone();
+        let found = b.iter().position(|(_, rb)| {
+            // Two names differ when they differ at all ("Alien" / "Aliens").
+            !(proper_a.contains(&ra) && proper_b.contains(rb))
+                && (key(&ra) == key(rb) || transliterate(&ra) == transliterate(rb))
+        });
+        if let Some(j) = found {
+            let rb = &b[j].1;
+            if (singular(&ra) == ra.trim_end_matches("'s"))
+                != (singular(rb) == rb.trim_end_matches("'s"))
+            {
+                number_changes += 1;
+            }
+            a.remove(i);
+            b.remove(j);
+        } else {
+            i += 1;
+        }
+    }
+    (a, b, number_changes)
+}
+
+/// Drops words that are the other request's words spelled another way: a typo of
+/// any of its words, even a filler ("reccomend" / "recommend"), or two of its words
+/// written as one ("checkin" / "check-in", "login" / "log in").
+fn drop_spelling_variants(side: Vec<Leftover>, own: &str, other: &str) -> Vec<Leftover> {
+    let words: Vec<String> = tokenize(other).into_iter().map(|t| t.text).collect();
+    let own: Vec<String> = tokenize(own).into_iter().map(|t| t.text).collect();
+    side.into_iter()
+        .filter(|(_, raw)| {
+            let typo = words.iter().any(|w| typo_of(raw, w));
+            let joined = words.windows(2).any(|p| {
+                let (x, y) = (&p[0], &p[1]);
+                x.len() >= 3 && (*raw == format!("{x}{y}") || *raw == format!("{x}-{y}"))
+            });
+            // The first half of a word the other side writes as one.
+            let half = own.windows(2).any(|p| {
+                p[0] == *raw
+                    && raw.len() >= 3
+                    && words.iter().any(|w| *w == format!("{}{}", p[0], p[1]))
+            });
+            !typo && !joined && !half
+        })
+        .collect()
+}
+
+/// "où" → "ou", "café" → "cafe".
+fn fold_accents(w: &str) -> String {
+    w.chars()
+        .map(|c| match c {
+            'à' | 'á' | 'â' | 'ä' | 'ã' | 'å' => 'a',
+            'è' | 'é' | 'ê' | 'ë' => 'e',
+            'ì' | 'í' | 'î' | 'ï' => 'i',
+            'ò' | 'ó' | 'ô' | 'ö' | 'õ' => 'o',
+            'ù' | 'ú' | 'û' | 'ü' => 'u',
+            'ç' => 'c',
+            'ñ' => 'n',
+            c => c,
+        })
+        .collect()
+}
+
+/// German without umlauts: "löschen" → "loeschen", "Straße" → "strasse".
+fn transliterate(w: &str) -> String {
+    w.replace('ä', "ae")
+        .replace('ö', "oe")
+        .replace('ü', "ue")
+        .replace('ß', "ss")
+}
+
+/// One slot changed and everything around it equal: the common start and end of the
+/// two word sequences cover at least half of the longer one.
+fn minimal_pair(a: &str, b: &str) -> bool {
+    let ta: Vec<String> = tokenize(a).into_iter().map(|t| t.text).collect();
+    let tb: Vec<String> = tokenize(b).into_iter().map(|t| t.text).collect();
+    let pre = ta.iter().zip(&tb).take_while(|(x, y)| x == y).count();
+    let suf = ta[pre..]
+        .iter()
+        .rev()
+        .zip(tb[pre..].iter().rev())
+        .take_while(|(x, y)| x == y)
+        .count();
+    2 * (pre + suf) >= ta.len().max(tb.len())
 }
 
 #[cfg(test)]
@@ -2025,5 +2598,83 @@ mod tests {
         assert!(typo_of("receipt", "reciept"));
         assert!(!typo_of("austria", "australia"));
         assert!(!typo_of("cat", "car"));
+    }
+
+    #[test]
+    fn rewordings_pass_with_enough_similarity_and_slot_changes_never_do() {
+        let kind_at = |a: &str, b: &str, sim: f32| verify_at(a, b, sim).err().map(|m| m.kind);
+        // A rewording: changes in several places, common words only.
+        let (a, b) = (
+            "How can I reduce stress at work?",
+            "What are some ways to lower stress at work?",
+        );
+        assert_eq!(kind_at(a, b, 0.90), None);
+        assert_eq!(kind_at(a, b, 0.70), Some("content"));
+        // One slot changed, the rest equal: a miss at any similarity.
+        assert_eq!(
+            kind_at(
+                "Tell me a joke about cats.",
+                "Tell me a pun about cats.",
+                0.99
+            ),
+            Some("content")
+        );
+        // A name or a rare word added on one side only.
+        assert_eq!(
+            kind_at(
+                "Give me a lasagna recipe.",
+                "What's a good vegan recipe for lasagna?",
+                0.95
+            ),
+            Some("content")
+        );
+        // A clause moved to the front is no reversed relation.
+        assert_eq!(
+            kind_at(
+                "If I cancel today, will I get a refund?",
+                "Will I get a refund if I cancel today?",
+                0.99
+            ),
+            None
+        );
+        assert_eq!(
+            kind_at(
+                "train from Berlin to Paris",
+                "train from Paris to Berlin",
+                0.99
+            ),
+            Some("direction")
+        );
+    }
+
+    #[test]
+    fn variants_of_one_word_pair_off() {
+        assert_eq!(verify("Is Chrome safe?", "is chrome safe"), Ok(()));
+        assert_eq!(
+            verify("Can my dog eat grapes?", "Can my dogs eat grapes?")
+                .err()
+                .map(|m| m.kind),
+            Some("content")
+        );
+        assert_eq!(
+            verify(
+                "Wie kann ich mein Konto löschen?",
+                "wie kann ich mein konto loeschen"
+            ),
+            Ok(())
+        );
+        assert_eq!(
+            verify("Where is my refund?", "where's my refund???"),
+            Ok(())
+        );
+        assert_eq!(
+            verify(
+                "Display the size in kilobytes.",
+                "Display the size in kilobits."
+            )
+            .err()
+            .map(|m| m.kind),
+            Some("unit")
+        );
     }
 }
