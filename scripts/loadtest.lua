@@ -1,4 +1,6 @@
 -- wrk script: POST short chat requests with model "auto" to /v1/chat/completions.
+-- Every prompt carries a counter, so none is served from the memo of exact texts:
+-- each request is a real forward pass. Each wrk thread numbers its own requests.
 local prompts = {
   "hi there!", "What are your opening hours?", "Where is my order?",
   "Write a haiku about rain", "Summarize this: the meeting moved to Friday.",
@@ -6,9 +8,15 @@ local prompts = {
   "Is a refund possible after 30 days?",
 }
 local i = 0
+local id = "0"
+local threads = 0
+setup = function(thread)
+  threads = threads + 1
+  thread:set("id", tostring(threads))
+end
 request = function()
   i = i + 1
-  local body = '{"model":"auto","messages":[{"role":"user","content":"' .. prompts[(i % #prompts) + 1] .. '"}]}'
+  local body = '{"model":"auto","messages":[{"role":"user","content":"' .. prompts[(i % #prompts) + 1] .. ' #' .. id .. '.' .. i .. '"}]}'
   return wrk.format("POST", "/v1/chat/completions", {["Content-Type"] = "application/json"}, body)
 end
 done = function(summary, latency, requests)

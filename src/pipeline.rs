@@ -369,6 +369,9 @@ pub struct Reply {
     /// The model that answered (or answered the cached request).
     pub model: String,
     pub body: ReplyBody,
+    /// Time waiting for the upstream (to the whole body, or a stream's first
+    /// event), in microseconds; 0 when none was called.
+    pub upstream_us: u64,
 }
 
 /// Identity of the caller, from the server.
@@ -902,6 +905,7 @@ impl Pipeline {
                         cache: CacheStatus::Hit { similarity },
                         model: answer.model,
                         body,
+                        upstream_us: 0,
                     });
                 }
                 Lookup::Miss { .. } => cache_status = CacheStatus::Miss,
@@ -942,6 +946,7 @@ impl Pipeline {
                 call: None,
                 cache: cache_status,
                 body,
+                upstream_us: 0,
             });
         }
         // Long histories: last turns plus a summary of the older ones.
@@ -974,6 +979,7 @@ impl Pipeline {
                 deadline,
             )
             .await;
+        let upstream_us = upstream_started.elapsed().as_micros() as u64;
         let fwd = match forwarded {
             Ok(f) => f,
             Err(e) => {
@@ -1121,6 +1127,7 @@ impl Pipeline {
             cache: cache_status,
             model,
             body,
+            upstream_us,
         })
     }
 }

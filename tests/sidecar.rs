@@ -45,6 +45,20 @@ async fn routes_each_tier_to_its_model() {
     assert_eq!(header(&r, "x-triage-cache"), "bypass");
     assert!(header(&r, "x-triage-request-id").starts_with("req_"));
     assert!(header(&r, "x-triage-confidence").parse::<f32>().unwrap() > 0.0);
+    // Server-Timing splits the request: embedding, upstream wait, triage's own time.
+    let timing = header(&r, "server-timing");
+    let dur = |name: &str| -> f64 {
+        timing
+            .split(", ")
+            .find_map(|p| p.strip_prefix(&format!("{name};dur=")))
+            .unwrap_or_else(|| panic!("no {name} in {timing:?}"))
+            .parse()
+            .unwrap()
+    };
+    assert!(dur("embed") > 0.0, "{timing}");
+    assert!(dur("upstream") > 0.0, "{timing}");
+    let parts = dur("embed") + dur("upstream") + dur("overhead");
+    assert!((parts - dur("total")).abs() < 0.01, "{timing}");
     let v: Value = r.json().await.unwrap();
     assert_eq!(
         v["choices"][0]["message"]["content"],

@@ -26,6 +26,12 @@ pub struct BenchArgs {
     /// Benchmark a running server's POST /v1/route instead of in-process routing.
     #[arg(long)]
     pub url: Option<String>,
+    /// With --url: send whole chat completions (model "auto") instead of /v1/route,
+    /// and break each one down by the server's Server-Timing header (embedding,
+    /// upstream, triage's own overhead). Point the server at `triage fake-upstream`
+    /// to measure the sidecar's overhead against a zero-latency provider.
+    #[arg(long, requires = "url")]
+    pub chat: bool,
     #[arg(long)]
     pub json: bool,
 }
@@ -66,6 +72,18 @@ fn summary(mut v: Vec<u64>) -> serde_json::Value {
     json!({"p50_us": pct(&v, 0.5), "p95_us": pct(&v, 0.95), "p99_us": pct(&v, 0.99), "mean_us": mean.round()})
 }
 
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn reads_server_timing() {
+        let h = "embed;dur=0.812, upstream;dur=0.050, overhead;dur=0.121, total;dur=0.983";
+        assert_eq!(super::server_timing(h, "embed"), Some(812));
+        assert_eq!(super::server_timing(h, "overhead"), Some(121));
+        assert_eq!(super::server_timing(h, "missing"), None);
+        assert_eq!(super::server_timing("embed;desc=x", "embed"), None);
+    }
+}
+
 #[derive(Default)]
 struct Samples {
     total: Vec<u64>,
@@ -75,7 +93,23 @@ struct Samples {
     pool: Vec<u64>,
     head: Vec<u64>,
     batch: Vec<u64>,
+    /// From Server-Timing, with --chat.
+    upstream: Vec<u64>,
+    overhead: Vec<u64>,
     errors: u64,
+}
+
+/// `name;dur=MS` entries of a Server-Timing header, in microseconds.
+fn server_timing(h: &str, name: &str) -> Option<u64> {
+    h.split(',').find_map(|part| {
+        let mut it = part.trim().split(';');
+        if it.next()?.trim() != name {
+            return None;
+        }
+        it.find_map(|p| p.trim().strip_prefix("dur="))
+            .and_then(|d| d.parse::<f64>().ok())
+            .map(|ms| (ms * 1000.0).round() as u64)
+    })
 }
 
 fn bar(secs: u64) -> ProgressBar {
@@ -122,6 +156,7 @@ pub fn run(g: &super::Global, a: BenchArgs) -> anyhow::Result<ExitCode> {
             let (prompts, samples, pool, client) = (prompts.clone(), samples.clone(), pool.clone(), client.clone());
             let head = engine.as_ref().map(|e| e.head.clone());
             let url = a.url.clone();
+            let chat = a.chat;
             let router = cfg.router.clone();
             tasks.push(tokio::spawn(async move {
                 let mut i = w;
@@ -132,13 +167,29 @@ pub fn run(g: &super::Global, a: BenchArgs) -> anyhow::Result<ExitCode> {
                     match (&url, &pool, &head) {
                         (Some(url), _, _) => {
                             let body = json!({"model": "auto", "messages": [{"role": "user", "content": text}]});
-                            let r = client.post(format!("{}/v1/route", url.trim_end_matches('/'))).json(&body).send().await;
-                            let ok = matches!(&r, Ok(r) if r.status().is_success());
+                            let path = if chat { "chat/completions" } else { "route" };
+                            let r = client.post(format!("{}/v1/{path}", url.trim_end_matches('/'))).json(&body).send().await;
+                            let r = match r {
+                                Ok(r) if r.status().is_success() => r,
+                                _ => {
+                                    samples.lock().errors += 1;
+                                    continue;
+                                }
+                            };
+                            let timing = r.headers().get("server-timing").and_then(|v| v.to_str().ok()).map(str::to_string);
+                            let read = r.bytes().await.is_ok();
                             let mut s = samples.lock();
-                            if ok {
-                                s.total.push(t.elapsed().as_micros() as u64);
-                            } else {
+                            if !read {
                                 s.errors += 1;
+                                continue;
+                            }
+                            s.total.push(t.elapsed().as_micros() as u64);
+                            if let Some(h) = timing {
+                                if let (Some(e), Some(u), Some(o)) = (server_timing(&h, "embed"), server_timing(&h, "upstream"), server_timing(&h, "overhead")) {
+                                    s.embed.push(e);
+                                    s.upstream.push(u);
+                                    s.overhead.push(o);
+                                }
                             }
                         }
                         (None, Some(pool), Some(head)) => match pool.embed(text.clone()).await {
@@ -201,6 +252,8 @@ pub fn run(g: &super::Global, a: BenchArgs) -> anyhow::Result<ExitCode> {
         "stages": if a.url.is_none() { json!({
             "queue": summary(s.queue), "tokenize": summary(s.tokenize), "embed": summary(s.embed),
             "pool": summary(s.pool), "head": summary(s.head), "mean_batch": mean_batch,
+        }) } else if !s.overhead.is_empty() { json!({
+            "embed": summary(s.embed), "upstream": summary(s.upstream), "overhead": summary(s.overhead),
         }) } else { json!(null) },
     });
     if a.json {
@@ -220,13 +273,20 @@ pub fn run(g: &super::Global, a: BenchArgs) -> anyhow::Result<ExitCode> {
             l["p50_us"], l["p95_us"], l["p99_us"]
         );
         if let Some(st) = report["stages"].as_object() {
-            for k in ["queue", "tokenize", "embed", "pool", "head"] {
+            for k in [
+                "queue", "tokenize", "embed", "pool", "head", "upstream", "overhead",
+            ] {
+                if !st.contains_key(k) {
+                    continue;
+                }
                 println!(
                     "  {k:<9} p50 {:>7} us  p95 {:>7} us  p99 {:>7} us",
                     st[k]["p50_us"], st[k]["p95_us"], st[k]["p99_us"]
                 );
             }
-            println!("  mean batch size {:.2}", mean_batch);
+            if a.url.is_none() {
+                println!("  mean batch size {:.2}", mean_batch);
+            }
         }
     }
     Ok(ExitCode::SUCCESS)

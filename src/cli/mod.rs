@@ -2,6 +2,7 @@
 
 mod bench;
 mod cache;
+mod fake_upstream;
 mod learn;
 mod model;
 mod prompt;
@@ -79,6 +80,9 @@ pub enum Command {
     /// Manage embedding models.
     #[command(subcommand)]
     Model(model::ModelCommand),
+    /// A zero-latency OpenAI-compatible upstream, for measuring triage's overhead.
+    #[command(hide = true)]
+    FakeUpstream(fake_upstream::FakeUpstreamArgs),
 }
 
 pub fn main() -> ExitCode {
@@ -100,6 +104,7 @@ pub fn main() -> ExitCode {
         Command::Head(c) => learn::run_head(&cli.global, c),
         Command::Prompt(c) => prompt::run(&cli.global, c),
         Command::Bench(a) => bench::run(&cli.global, a),
+        Command::FakeUpstream(a) => fake_upstream::run(a),
     };
     match result {
         Ok(code) => code,

@@ -9,7 +9,7 @@ use std::collections::HashMap;
 use std::net::SocketAddr;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use axum::body::Body;
 use axum::extract::{DefaultBodyLimit, State};
@@ -329,14 +329,32 @@ fn decision_headers(
     }
 }
 
+/// `Server-Timing` (W3C): the embedding (queue, tokenizer, forward pass, pooling),
+/// the upstream wait, and everything else triage spent: its own overhead.
+fn server_timing(routing: &Routing, upstream_us: u64, started: Instant) -> String {
+    let t = &routing.timings;
+    let embed_us = t.queue_us + t.tokenize_us + t.embed_us + t.pool_us;
+    let total_us = started.elapsed().as_micros() as u64;
+    let overhead_us = total_us.saturating_sub(embed_us + upstream_us);
+    let ms = |us: u64| us as f64 / 1000.0;
+    format!(
+        "embed;dur={:.3}, upstream;dur={:.3}, overhead;dur={:.3}, total;dur={:.3}",
+        ms(embed_us),
+        ms(upstream_us),
+        ms(overhead_us),
+        ms(total_us)
+    )
+}
+
 async fn chat_completions(
     State(state): State<Arc<AppState>>,
     headers: HeaderMap,
     body: Body,
 ) -> Response {
+    let started = Instant::now();
     let request_id = state.request_id();
     let span = tracing::info_span!("chat", request_id = %request_id);
-    let result = chat_inner(&state, &request_id, &headers, body)
+    let result = chat_inner(&state, &request_id, &headers, body, started)
         .instrument(span)
         .await;
     match result {
@@ -353,6 +371,7 @@ async fn chat_inner(
     request_id: &str,
     headers: &HeaderMap,
     body: Body,
+    started: Instant,
 ) -> Result<Response, ApiError> {
     let (tenant, endpoint) = state.authenticate(headers)?;
     let raw = state.json_body(headers, body).await?;
@@ -384,6 +403,11 @@ async fn chat_inner(
     );
     let mut h = HeaderMap::new();
     decision_headers(&mut h, request_id, &reply.routing, &model, reply.cache);
+    set_header(
+        &mut h,
+        "server-timing",
+        &server_timing(&reply.routing, reply.upstream_us, started),
+    );
     let resp = match reply.body {
         ReplyBody::Json(bytes) => {
             h.insert("content-type", HeaderValue::from_static("application/json"));
