@@ -112,50 +112,64 @@ impl Bert {
         self.layers.len()
     }
 
-    /// The weights as plain f32, for the fused CPU encoder. Only exact GELU is
-    /// fused, so a model with another activation is refused.
-    pub fn export(&self) -> candle_core::Result<super::fused::BertSource> {
+    /// Packs the weights for the fused CPU encoder, one layer at a time. Only exact
+    /// GELU is fused, so a model with another activation is refused.
+    pub fn fused(
+        &self,
+        precision: super::fused::Precision,
+        pooled_layers: usize,
+    ) -> Result<super::fused::FusedBert, String> {
+        use super::fused::{BertSource, FusedBert, LayerSource, WordTable};
         if !matches!(self.act, HiddenAct::Gelu) {
-            candle_core::bail!("the fused encoder implements only exact GELU");
+            return Err("the fused encoder implements only exact GELU".into());
         }
-        let flat = |t: &Tensor| t.flatten_all()?.to_dtype(DType::F32)?.to_vec1::<f32>();
-        let lin = |l: &Linear| -> candle_core::Result<(Vec<f32>, Vec<f32>)> {
-            let b = l
-                .bias()
-                .ok_or_else(|| candle_core::Error::Msg("linear layer without bias".into()))?;
+        let err = |e: candle_core::Error| e.to_string();
+        let flat = |t: &Tensor| -> Result<Vec<f32>, String> {
+            t.flatten_all()
+                .and_then(|t| t.to_dtype(DType::F32))
+                .and_then(|t| t.to_vec1::<f32>())
+                .map_err(err)
+        };
+        let lin = |l: &Linear| -> Result<(Vec<f32>, Vec<f32>), String> {
+            let b = l.bias().ok_or("linear layer without bias")?;
             Ok((flat(l.weight())?, flat(b)?))
         };
-        let ln = |l: &LayerNorm| -> candle_core::Result<(Vec<f32>, Vec<f32>)> {
-            let b = l
-                .bias()
-                .ok_or_else(|| candle_core::Error::Msg("layer norm without bias".into()))?;
+        let ln = |l: &LayerNorm| -> Result<(Vec<f32>, Vec<f32>), String> {
+            let b = l.bias().ok_or("layer norm without bias")?;
             Ok((flat(l.weight())?, flat(b)?))
         };
-        let layers = self
-            .layers
-            .iter()
-            .map(|l| {
-                Ok(super::fused::LayerSource {
-                    qkv: lin(&l.qkv)?,
-                    attn_out: lin(&l.attn_out)?,
-                    ln1: ln(&l.attn_norm)?,
-                    inter: lin(&l.intermediate)?,
-                    out: lin(&l.output)?,
-                    ln2: ln(&l.out_norm)?,
-                })
+        let words = self.word.embeddings();
+        let word = if words.dtype() == DType::F16 {
+            let v = words
+                .flatten_all()
+                .and_then(|t| t.to_vec1::<half::f16>())
+                .map_err(err)?;
+            WordTable::F16(v.into_iter().map(half::f16::to_bits).collect())
+        } else {
+            WordTable::F32(flat(words)?)
+        };
+        let layers = self.layers.iter().map(|l| {
+            Ok(LayerSource {
+                qkv: lin(&l.qkv)?,
+                attn_out: lin(&l.attn_out)?,
+                ln1: ln(&l.attn_norm)?,
+                inter: lin(&l.intermediate)?,
+                out: lin(&l.output)?,
+                ln2: ln(&l.out_norm)?,
             })
-            .collect::<candle_core::Result<Vec<_>>>()?;
-        Ok(super::fused::BertSource {
+        });
+        let src = BertSource {
             hidden: self.heads * self.head_dim,
             heads: self.heads,
             intermediate: self.intermediate,
             eps: self.eps as f32,
-            word: flat(self.word.embeddings())?,
+            word,
             position: flat(&self.position)?,
             token_type0: flat(&self.token_type0)?,
             emb_ln: ln(&self.emb_norm)?,
             layers,
-        })
+        };
+        FusedBert::new(src, precision, pooled_layers)
     }
 
     /// Runs the encoder. `ids` and `mask` are (batch, seq); returns each layer's

@@ -24,6 +24,8 @@ const NR: usize = 64;
 const MR: usize = 6;
 /// Multiply-adds below which a matrix multiply is not split across threads.
 const PARALLEL_MIN_MACS: usize = 1 << 21;
+/// Tokens per part below which a batch is not split across threads.
+const MIN_SPLIT_TOKENS: usize = 16;
 
 /// Arithmetic of the matrix multiplies.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -134,6 +136,43 @@ struct LayerWeights {
     ln2: (Vec<f32>, Vec<f32>),
 }
 
+/// The token embedding table, kept in the precision the model file has (the
+/// shipped model is f16: half the memory, and exactly the file's values).
+pub enum WordTable {
+    F16(Vec<u16>),
+    F32(Vec<f32>),
+}
+
+impl WordTable {
+    fn len(&self) -> usize {
+        match self {
+            WordTable::F16(v) => v.len(),
+            WordTable::F32(v) => v.len(),
+        }
+    }
+
+    /// Adds row `id` to `dst`.
+    #[target_feature(enable = "avx512f")]
+    unsafe fn add_row(&self, id: usize, dst: &mut [f32]) {
+        let h = dst.len();
+        match self {
+            WordTable::F32(w) => {
+                for (d, v) in dst.iter_mut().zip(&w[id * h..(id + 1) * h]) {
+                    *d += v;
+                }
+            }
+            WordTable::F16(w) => {
+                let row = &w[id * h..(id + 1) * h];
+                for (d, c) in dst.chunks_exact_mut(16).zip(row.chunks_exact(16)) {
+                    let x = _mm512_cvtph_ps(_mm256_loadu_si256(c.as_ptr().cast()));
+                    let y = _mm512_add_ps(_mm512_loadu_ps(d.as_ptr()), x);
+                    _mm512_storeu_ps(d.as_mut_ptr(), y);
+                }
+            }
+        }
+    }
+}
+
 /// The pre-packed encoder. Built from the same weights as [`super::bert::Bert`].
 pub struct FusedBert {
     precision: Precision,
@@ -141,7 +180,7 @@ pub struct FusedBert {
     heads: usize,
     inter: usize,
     eps: f32,
-    word: Vec<f32>,
+    word: WordTable,
     position: Vec<f32>,
     token_type0: Vec<f32>,
     emb_ln: (Vec<f32>, Vec<f32>),
@@ -160,22 +199,23 @@ pub struct LayerSource {
     pub ln2: (Vec<f32>, Vec<f32>),
 }
 
-/// Everything the fused encoder needs, as plain f32.
-pub struct BertSource {
+/// Everything the fused encoder needs; layers come one at a time so that only one
+/// layer's f32 copy exists while the weights are packed.
+pub struct BertSource<L> {
     pub hidden: usize,
     pub heads: usize,
     pub intermediate: usize,
     pub eps: f32,
-    pub word: Vec<f32>,
+    pub word: WordTable,
     pub position: Vec<f32>,
     pub token_type0: Vec<f32>,
     pub emb_ln: (Vec<f32>, Vec<f32>),
-    pub layers: Vec<LayerSource>,
+    pub layers: L,
 }
 
 impl FusedBert {
-    pub fn new(
-        src: BertSource,
+    pub fn new<L: Iterator<Item = Result<LayerSource, String>>>(
+        src: BertSource<L>,
         precision: Precision,
         pooled_layers: usize,
     ) -> Result<Self, String> {
@@ -193,18 +233,21 @@ impl FusedBert {
                 src.intermediate, src.heads
             ));
         }
-        let layers = src
-            .layers
-            .into_iter()
-            .map(|l| LayerWeights {
+        let mut layers = Vec::new();
+        for l in src.layers {
+            let l = l?;
+            layers.push(LayerWeights {
                 qkv: Packed::new(&l.qkv.0, &l.qkv.1, 3 * h, h, precision),
                 attn_out: Packed::new(&l.attn_out.0, &l.attn_out.1, h, h, precision),
                 ln1: l.ln1,
                 inter: Packed::new(&l.inter.0, &l.inter.1, src.intermediate, h, precision),
                 out: Packed::new(&l.out.0, &l.out.1, h, src.intermediate, precision),
                 ln2: l.ln2,
-            })
-            .collect::<Vec<_>>();
+            });
+        }
+        if layers.is_empty() {
+            return Err("the model has no layers".into());
+        }
         let pooled_layers = pooled_layers.min(layers.len()).max(1);
         Ok(Self {
             precision,
@@ -250,12 +293,30 @@ impl FusedBert {
         if let Some(&l) = lens.iter().find(|&&l| l > positions) {
             return Err(format!("{l} tokens exceed {positions} positions"));
         }
-        // SAFETY: the CPU features were checked when the model was built.
-        Ok(unsafe { self.run_avx512(ids, lens) })
+        let threads = rayon::current_num_threads();
+        if threads < 2 || lens.len() < 2 || ids.len() < 2 * MIN_SPLIT_TOKENS {
+            // SAFETY: the CPU features were checked when the model was built.
+            return Ok(unsafe { self.run_avx512(ids, lens, threads > 1) });
+        }
+        // A batch splits into one part per thread, each a whole forward pass on its
+        // own inputs: no synchronization per layer, and the serial steps (layer
+        // norm, attention of short inputs, pooling) run in parallel too.
+        use rayon::prelude::*;
+        let parts = split_by_tokens(lens, threads);
+        let outputs: Vec<Vec<f32>> = parts
+            .par_iter()
+            .map(|&(i0, i1, t0, t1)| {
+                // SAFETY: as above.
+                unsafe { self.run_avx512(&ids[t0..t1], &lens[i0..i1], false) }
+            })
+            .collect();
+        Ok(outputs.concat())
     }
 
+    /// The forward pass; `parallel` lets its matrix multiplies and attention use
+    /// the thread pool (for one long input).
     #[target_feature(enable = "avx512f,avx512bw,avx512vl,fma")]
-    unsafe fn run_avx512(&self, ids: &[u32], lens: &[usize]) -> Vec<f32> {
+    unsafe fn run_avx512(&self, ids: &[u32], lens: &[usize], parallel: bool) -> Vec<f32> {
         let h = self.hidden;
         let t = ids.len();
         let fdim = self.features_dim();
@@ -267,11 +328,11 @@ impl FusedBert {
             for p in 0..l {
                 let id = ids[row] as usize;
                 let dst = &mut x[row * h..(row + 1) * h];
-                let w = &self.word[id * h..(id + 1) * h];
                 let pos = &self.position[p * h..(p + 1) * h];
                 for i in 0..h {
-                    dst[i] = w[i] + pos[i] + self.token_type0[i];
+                    dst[i] = pos[i] + self.token_type0[i];
                 }
+                self.word.add_row(id, dst);
                 layer_norm(dst, &self.emb_ln.0, &self.emb_ln.1, self.eps);
                 row += 1;
             }
@@ -283,28 +344,25 @@ impl FusedBert {
         let mut scratch = Vec::new();
         let first_pooled = self.layers.len() - self.pooled_layers;
         for (li, l) in self.layers.iter().enumerate() {
-            self.gemm(&l.qkv, &x, t, &mut qkv, Epilogue::Bias, &mut scratch);
-            self.attention(&qkv, lens, &mut ctx);
-            self.gemm(
-                &l.attn_out,
-                &ctx,
-                t,
-                &mut attn,
-                Epilogue::Residual(&x),
-                &mut scratch,
-            );
+            let p = parallel;
+            self.gemm(&l.qkv, &x, t, &mut qkv, Epilogue::Bias, &mut scratch, p);
+            self.attention(&qkv, lens, &mut ctx, p);
+            let epi = Epilogue::Residual(&x);
+            self.gemm(&l.attn_out, &ctx, t, &mut attn, epi, &mut scratch, p);
             for r in attn.chunks_exact_mut(h) {
                 layer_norm(r, &l.ln1.0, &l.ln1.1, self.eps);
             }
-            self.gemm(&l.inter, &attn, t, &mut inter, Epilogue::Gelu, &mut scratch);
             self.gemm(
-                &l.out,
-                &inter,
+                &l.inter,
+                &attn,
                 t,
-                &mut x,
-                Epilogue::Residual(&attn),
+                &mut inter,
+                Epilogue::Gelu,
                 &mut scratch,
+                p,
             );
+            let epi = Epilogue::Residual(&attn);
+            self.gemm(&l.out, &inter, t, &mut x, epi, &mut scratch, p);
             for r in x.chunks_exact_mut(h) {
                 layer_norm(r, &l.ln2.0, &l.ln2.1, self.eps);
             }
@@ -356,6 +414,7 @@ impl FusedBert {
         out: &mut [f32],
         epi: Epilogue,
         scratch: &mut Vec<u32>,
+        parallel: bool,
     ) {
         let k = w.k;
         debug_assert_eq!(x.len(), t * k);
@@ -376,7 +435,7 @@ impl FusedBert {
             // SAFETY: each group writes only its own 64 columns of `out`.
             unsafe { gemm_group(w, x, xb, t, g, out_ptr.0, epi) }
         };
-        if t * w.n * k >= PARALLEL_MIN_MACS && rayon::current_num_threads() > 1 {
+        if parallel && t * w.n * k >= PARALLEL_MIN_MACS {
             use rayon::prelude::*;
             (0..w.groups).into_par_iter().for_each(run_group);
         } else {
@@ -387,7 +446,7 @@ impl FusedBert {
     /// Scaled dot-product attention per input and head; `qkv` rows are
     /// [q | k | v], `ctx` rows get the heads side by side.
     #[target_feature(enable = "avx512f,fma")]
-    unsafe fn attention(&self, qkv: &[f32], lens: &[usize], ctx: &mut [f32]) {
+    unsafe fn attention(&self, qkv: &[f32], lens: &[usize], ctx: &mut [f32], parallel: bool) {
         let h = self.hidden;
         let dh = h / self.heads;
         let scale = 1.0 / (dh as f32).sqrt();
@@ -406,13 +465,34 @@ impl FusedBert {
             // SAFETY: each (input, head) writes only its own rows and columns.
             unsafe { attend(qkv, h, dh, scale, start, l, head, ctx_ptr.0) }
         };
-        if work >= PARALLEL_MIN_MACS && rayon::current_num_threads() > 1 {
+        if parallel && work >= PARALLEL_MIN_MACS {
             use rayon::prelude::*;
             jobs.par_iter().for_each(run);
         } else {
             jobs.iter().for_each(run);
         }
     }
+}
+
+/// Splits inputs into at most `parts` contiguous runs of about equal token counts:
+/// (first input, end input, first token, end token).
+fn split_by_tokens(lens: &[usize], parts: usize) -> Vec<(usize, usize, usize, usize)> {
+    let total: usize = lens.iter().sum();
+    let target = total.div_ceil(parts.max(1)).max(1);
+    let mut out = Vec::with_capacity(parts);
+    let (mut i0, mut t0, mut t) = (0, 0, 0);
+    for (i, &l) in lens.iter().enumerate() {
+        t += l;
+        if t - t0 >= target && out.len() + 1 < parts {
+            out.push((i0, i + 1, t0, t));
+            i0 = i + 1;
+            t0 = t;
+        }
+    }
+    if i0 < lens.len() {
+        out.push((i0, lens.len(), t0, t));
+    }
+    out
 }
 
 struct SendPtr(*mut f32);
@@ -825,6 +905,21 @@ mod tests {
     }
 
     #[test]
+    fn batches_split_into_contiguous_parts_of_similar_size() {
+        let parts = split_by_tokens(&[10, 10, 10, 10], 2);
+        assert_eq!(parts, vec![(0, 2, 0, 20), (2, 4, 20, 40)]);
+        let parts = split_by_tokens(&[100, 5, 5], 2);
+        assert_eq!(parts, vec![(0, 1, 0, 100), (1, 3, 100, 110)]);
+        let parts = split_by_tokens(&[3], 4);
+        assert_eq!(parts, vec![(0, 1, 0, 3)]);
+        let all = split_by_tokens(&[7, 1, 9, 4, 4, 12], 3);
+        assert!(all.len() <= 3);
+        assert_eq!(all.first().map(|p| p.0), Some(0));
+        assert_eq!(all.last().map(|p| (p.1, p.3)), Some((6, 37)));
+        assert!(all.windows(2).all(|w| w[0].1 == w[1].0 && w[0].3 == w[1].2));
+    }
+
+    #[test]
     fn packed_gemm_matches_naive() {
         for precision in [Precision::F32, Precision::Bf16] {
             if !precision.supported() {
@@ -848,7 +943,7 @@ mod tests {
                 heads: 1,
                 inter: 32,
                 eps: 1e-12,
-                word: vec![],
+                word: WordTable::F32(vec![]),
                 position: vec![],
                 token_type0: vec![],
                 emb_ln: (vec![], vec![]),
@@ -863,6 +958,7 @@ mod tests {
                     &mut out,
                     Epilogue::Residual(&res),
                     &mut scratch,
+                    false,
                 )
             };
             let tol = if precision == Precision::F32 {

@@ -366,14 +366,20 @@ impl Embedder {
             .map_err(|e| bad(format!("truncation: {e}")))?;
         let device = opts.device.device()?;
         let weights_sha256 = sha256_file(&files.weights)?;
+        let engine = opts.engine.resolve(opts.device);
+        // candle computes in f32; the fused encoder packs its own copy, so it loads
+        // the file's own precision (no f32 copy of the whole model at any time).
+        let load_dtype = match engine {
+            EngineChoice::Candle => DType::F32,
+            _ => file_dtype(&files.weights).unwrap_or(DType::F32),
+        };
         // SAFETY: the weights file is memory-mapped read-only; triage never writes it
         // while running, and a concurrent external modification is outside our contract.
         let vb =
-            unsafe { VarBuilder::from_mmaped_safetensors(&[&files.weights], DType::F32, &device)? };
+            unsafe { VarBuilder::from_mmaped_safetensors(&[&files.weights], load_dtype, &device)? };
         let bert = bert::Bert::load(vb, &config)
             .map_err(|e| bad(format!("weights do not fit a BERT model: {e}")))?;
         let layers = bert.num_layers();
-        let engine = opts.engine.resolve(opts.device);
         let model = match engine {
             #[cfg(target_arch = "x86_64")]
             EngineChoice::FastF32 | EngineChoice::FastBf16 => {
@@ -382,11 +388,8 @@ impl Embedder {
                 } else {
                     fused::Precision::F32
                 };
-                let src = bert
-                    .export()
-                    .map_err(|e| bad(format!("engine {}: {e}", engine.name())))?;
                 Encoder::Fused(
-                    fused::FusedBert::new(src, precision, FEATURE_LAYERS)
+                    bert.fused(precision, FEATURE_LAYERS)
                         .map_err(|e| bad(format!("engine {}: {e}", engine.name())))?,
                 )
             }
@@ -553,6 +556,19 @@ impl Embedder {
             .collect();
         Ok((out, t2))
     }
+}
+
+/// The floating-point type of the model file's token embeddings (f16 for the
+/// shipped model), read from the safetensors header.
+fn file_dtype(path: &Path) -> Option<DType> {
+    // SAFETY: read-only map of the weights, as above.
+    let st = unsafe { candle_core::safetensors::MmapedSafetensors::new(path).ok()? };
+    let (_, view) = st
+        .tensors()
+        .into_iter()
+        .find(|(name, _)| name.ends_with("word_embeddings.weight"))?;
+    let dtype = DType::try_from(view.dtype()).ok()?;
+    matches!(dtype, DType::F16 | DType::BF16 | DType::F32).then_some(dtype)
 }
 
 /// Cosine similarity of two vectors (dot product when both are unit length).
