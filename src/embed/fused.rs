@@ -405,6 +405,7 @@ impl FusedBert {
     }
 
     /// `out = epilogue(x·Wᵀ + b)`, x (t, k), out (t, n).
+    #[allow(clippy::too_many_arguments)]
     #[target_feature(enable = "avx512f,avx512bw,avx512vl,fma")]
     unsafe fn gemm(
         &self,
