@@ -668,6 +668,37 @@ impl ScopeIndex {
         }
     }
 
+    /// Calls `f(slot, id)` for each slot whose id `keep` accepts.
+    pub fn for_each_slot(&self, keep: impl Fn(u64) -> bool, mut f: impl FnMut(u32, u64)) {
+        let d = self.data.read();
+        for (slot, &id) in d.ids.iter().enumerate() {
+            if keep(id) {
+                f(slot as u32, id);
+            }
+        }
+    }
+
+    /// The (dequantized) vector of `slot`.
+    pub fn vector(&self, slot: u32) -> Vec<f32> {
+        let d = self.data.read();
+        let mut v = Vec::with_capacity(d.dim);
+        if (slot as usize) < d.len() {
+            dequantize(d.code(slot), d.scales[slot as usize], &mut v);
+        }
+        v
+    }
+
+    /// Adds an already quantized vector without linking it.
+    pub fn push_code(&self, id: u64, code: &[i8], scale: f32) {
+        let mut d = self.data.write();
+        if d.len() == 0 && d.dim == 0 {
+            d.dim = code.len();
+        }
+        if code.len() == d.dim {
+            d.push(id, code, scale);
+        }
+    }
+
     /// An unlinked copy of the slots whose ids `keep` accepts, and those ids.
     pub fn live_copy(&self, keep: impl Fn(u64) -> bool) -> (ScopeIndex, HashSet<u64>) {
         let out = ScopeIndex::new();

@@ -296,31 +296,31 @@ impl SemanticCache {
     /// A cache kept in `dir`: loads what is there (searchable at once, by exact
     /// scan), then links the graphs in the background.
     pub fn open(cfg: CacheConfig, dir: &Path) -> Result<Arc<Self>, StoreError> {
-        let (store, records) = Store::open(dir)?;
-        let cache = Arc::new(Self::build(cfg, Some(store), Box::new(unix_now)));
-        // Replay to the final state first, so each id takes one slot.
-        let mut last: HashMap<u64, EntryRecord> = HashMap::new();
-        for r in records {
-            match r {
-                Record::Put(e) => {
-                    last.insert(e.id, e);
-                }
-                Record::Delete(ids) => {
-                    for id in ids {
-                        last.remove(&id);
-                    }
+        // Replay to the final state first, so each id takes one slot; vectors are
+        // quantized as they are read, so the f32 copies never pile up.
+        let mut last: HashMap<u64, (EntryRecord, Vec<i8>, f32)> = HashMap::new();
+        let store = Store::open_with(dir, |r| match r {
+            Record::Put(mut e) => {
+                let mut code = Vec::with_capacity(e.vector.len());
+                let scale = index::quantize(&e.vector, &mut code);
+                e.vector = Vec::new();
+                last.insert(e.id, (e, code, scale));
+            }
+            Record::Delete(ids) => {
+                for id in ids {
+                    last.remove(&id);
                 }
             }
-        }
-        let mut recs: Vec<EntryRecord> = last.into_values().collect();
-        recs.sort_by_key(|r| r.id);
+        })?;
+        let cache = Arc::new(Self::build(cfg, Some(store), Box::new(unix_now)));
+        let mut recs: Vec<(EntryRecord, Vec<i8>, f32)> = last.into_values().collect();
+        recs.sort_by_key(|r| r.0.id);
         {
             let mut inner = cache.inner.write();
-            for r in recs {
+            for (r, code, scale) in recs {
                 let index = inner.scope_index(r.scope);
-                index.push_unlinked(r.id, &r.vector);
-                let dim = r.vector.len();
-                inner.put(r, dim);
+                index.push_code(r.id, &code, scale);
+                inner.put(r, code.len());
             }
             inner.tombstones = 0;
         }
@@ -673,8 +673,38 @@ impl SemanticCache {
         };
         let mut store = store.lock();
         store.rotate()?;
-        let entries = self.entries_snapshot();
-        Store::write_snapshot(store.dir(), entries.iter())
+        // Records without vectors (those stay in the indexes) under the lock; each
+        // vector is dequantized while its record is written, so the f32 copies of
+        // all entries never exist at once.
+        type Part = (Arc<ScopeIndex>, Vec<(u32, EntryRecord)>);
+        let mut parts: Vec<Part> = Vec::new();
+        {
+            let inner = self.inner.read();
+            for (scope, s) in &inner.scopes {
+                let mut recs = Vec::with_capacity(s.live);
+                s.index.for_each_slot(
+                    |id| {
+                        inner
+                            .entries
+                            .get(&id)
+                            .is_some_and(|e| e.rec.scope == *scope)
+                    },
+                    |slot, id| {
+                        if let Some(e) = inner.entries.get(&id) {
+                            recs.push((slot, e.rec.clone()));
+                        }
+                    },
+                );
+                parts.push((s.index.clone(), recs));
+            }
+        }
+        let records = parts.into_iter().flat_map(|(index, recs)| {
+            recs.into_iter().map(move |(slot, mut rec)| {
+                rec.vector = index.vector(slot);
+                rec
+            })
+        });
+        Store::write_snapshot(store.dir(), records)
     }
 
     /// A copy of every live entry (vectors dequantized from the index: within
