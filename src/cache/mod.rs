@@ -7,7 +7,7 @@
 //!   resolved model). Only entries of the same scope are candidates.
 //! - Search: each scope has its own [`index::ScopeIndex`]: its vectors, stored once
 //!   as int8, and an HNSW graph over them. Small scopes are scanned exactly; large
-//!   ones are searched through the graph, with an early exit for sure misses.
+//!   ones are searched through the graph.
 //!   Removed entries stay as dead slots filtered out of results, and an index is
 //!   compacted when they pile up.
 //! - Capacity: TTL per entry, and an LRU bound on entries and bytes.
