@@ -75,14 +75,22 @@ pub fn encode(record: &Record) -> Result<Vec<u8>, StoreError> {
 /// Reads records until the end or the first damaged one. Returns the records and
 /// the byte length of the intact prefix.
 pub fn read_records(path: &Path) -> Result<(Vec<Record>, u64), StoreError> {
+    let mut records = Vec::new();
+    let good = each_record(path, |r| records.push(r))?;
+    Ok((records, good))
+}
+
+/// Calls `f` on each record until the end or the first damaged one (one record in
+/// memory at a time). Returns the byte length of the intact prefix.
+pub fn each_record(path: &Path, mut f: impl FnMut(Record)) -> Result<u64, StoreError> {
     let file = match File::open(path) {
         Ok(f) => f,
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok((Vec::new(), 0)),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(0),
         Err(e) => return Err(io(path)(e)),
     };
     let mut r = BufReader::new(file);
-    let mut records = Vec::new();
     let mut good = 0u64;
+    let mut payload = Vec::new();
     loop {
         let mut header = [0u8; 8];
         match r.read_exact(&mut header) {
@@ -94,17 +102,17 @@ pub fn read_records(path: &Path) -> Result<(Vec<Record>, u64), StoreError> {
         if len > 64 * 1024 * 1024 {
             break;
         }
-        let mut payload = vec![0u8; len];
+        payload.resize(len, 0);
         if r.read_exact(&mut payload).is_err() || crc32fast::hash(&payload) != crc {
             break;
         }
         match postcard::from_bytes::<Record>(&payload) {
-            Ok(rec) => records.push(rec),
+            Ok(rec) => f(rec),
             Err(_) => break,
         }
         good += 8 + len as u64;
     }
-    Ok((records, good))
+    Ok(good)
 }
 
 /// The files of one cache directory.
@@ -126,15 +134,20 @@ impl Store {
 
     /// Opens the directory and replays everything in it.
     pub fn open(dir: &Path) -> Result<(Self, Vec<Record>), StoreError> {
-        std::fs::create_dir_all(dir).map_err(io(dir))?;
         let mut all = Vec::new();
+        let store = Self::open_with(dir, |r| all.push(r))?;
+        Ok((store, all))
+    }
+
+    /// Opens the directory and hands each record in it to `f`, in replay order,
+    /// one at a time.
+    pub fn open_with(dir: &Path, mut f: impl FnMut(Record)) -> Result<Self, StoreError> {
+        std::fs::create_dir_all(dir).map_err(io(dir))?;
         for p in [Self::snapshot_path(dir), Self::old_log_path(dir)] {
-            let (recs, _) = read_records(&p)?;
-            all.extend(recs);
+            each_record(&p, &mut f)?;
         }
         let log_path = Self::log_path(dir);
-        let (recs, good) = read_records(&log_path)?;
-        all.extend(recs);
+        let good = each_record(&log_path, &mut f)?;
         let log = OpenOptions::new()
             .create(true)
             .append(true)
@@ -145,13 +158,10 @@ impl Store {
             tracing::warn!(path = %log_path.display(), cut = len - good, "cutting a torn record off the cache log");
             log.set_len(good).map_err(io(&log_path))?;
         }
-        Ok((
-            Self {
-                dir: dir.to_path_buf(),
-                log,
-            },
-            all,
-        ))
+        Ok(Self {
+            dir: dir.to_path_buf(),
+            log,
+        })
     }
 
     /// Appends records and makes them durable.
@@ -186,17 +196,16 @@ impl Store {
     }
 
     /// Writes `entries` as the new snapshot (atomically) and drops the old log.
-    pub fn write_snapshot<'a>(
+    pub fn write_snapshot(
         dir: &Path,
-        entries: impl Iterator<Item = &'a EntryRecord>,
+        entries: impl Iterator<Item = EntryRecord>,
     ) -> Result<(), StoreError> {
         let tmp = dir.join("cache.snapshot.tmp");
         {
             let f = File::create(&tmp).map_err(io(&tmp))?;
             let mut w = BufWriter::new(f);
             for e in entries {
-                w.write_all(&encode(&Record::Put(e.clone()))?)
-                    .map_err(io(&tmp))?;
+                w.write_all(&encode(&Record::Put(e))?).map_err(io(&tmp))?;
             }
             let f = w.into_inner().map_err(|e| io(&tmp)(e.into_error()))?;
             f.sync_all().map_err(io(&tmp))?;
@@ -285,7 +294,7 @@ mod tests {
             .unwrap();
         s.rotate().unwrap();
         s.append(&[Record::Put(entry(3))]).unwrap();
-        Store::write_snapshot(dir.path(), [entry(1), entry(2)].iter()).unwrap();
+        Store::write_snapshot(dir.path(), [entry(1), entry(2)].into_iter()).unwrap();
         let (_, recs) = Store::open(dir.path()).unwrap();
         assert_eq!(
             recs,

@@ -30,6 +30,20 @@ pub struct FillArgs {
     /// Scopes the entries are spread over.
     #[arg(long, default_value_t = 1)]
     pub scopes: usize,
+    /// Pad each question to this many bytes (RSS measurements with realistic sizes).
+    #[arg(long, default_value_t = 0)]
+    pub text_bytes: usize,
+    /// Pad each answer to this many bytes.
+    #[arg(long, default_value_t = 0)]
+    pub answer_bytes: usize,
+}
+
+/// `s`, padded with filler words to `len` bytes.
+fn padded(mut s: String, len: usize) -> String {
+    while s.len() < len {
+        s.push_str(" lorem");
+    }
+    s
 }
 
 fn fill(a: FillArgs) -> anyhow::Result<ExitCode> {
@@ -47,10 +61,10 @@ fn fill(a: FillArgs) -> anyhow::Result<ExitCode> {
         cache.insert(
             scope,
             "fill",
-            &format!("question {i}"),
+            &padded(format!("question {i}"), a.text_bytes),
             triage::cache::synthetic_vector(i as u64, 384),
             CachedAnswer {
-                content: format!("answer {i}"),
+                content: padded(format!("answer {i}"), a.answer_bytes),
                 model: "synthetic".into(),
                 finish_reason: "stop".into(),
                 prompt_tokens: 10,
