@@ -351,6 +351,18 @@ fn a_killed_writer_leaves_a_store_that_loads() {
             .stderr(std::process::Stdio::null())
             .spawn()
             .unwrap();
+        // Kill at different moments after the writer has started writing (a cold
+        // binary can take longer than a round's wait just to start).
+        let started = std::time::Instant::now();
+        let written =
+            |name: &str| std::fs::metadata(dir.path().join(name)).is_ok_and(|m| m.len() > 0);
+        while !written("cache.log") && !written("cache.snapshot") {
+            assert!(
+                started.elapsed() < Duration::from_secs(30),
+                "round {round}: the writer wrote nothing in 30 s"
+            );
+            std::thread::sleep(Duration::from_millis(2));
+        }
         std::thread::sleep(Duration::from_millis(wait_ms));
         let status = std::process::Command::new("kill")
             .args(["-9", &child.id().to_string()])
