@@ -4,11 +4,13 @@
 # header splits each request into the embedding, the upstream wait and everything
 # else triage does (parsing, routing policy, cache lookup, budgets, ledger,
 # forwarding, serialization): that last part is its overhead.
-# Usage: scripts/overhead.sh [DURATION] [CONCURRENCY]
+# Usage: scripts/overhead.sh [DURATION] [CONCURRENCY]; PROMPTS=FILE picks the
+# prompts (default: benches/short_prompts.txt).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 DURATION="${1:-20s}"
 CONCURRENCY="${2:-4}"
+PROMPTS="${PROMPTS:-benches/short_prompts.txt}"
 UP_PORT="${UP_PORT:-18090}"
 PORT="${PORT:-18091}"
 cargo build --release --quiet
@@ -49,4 +51,4 @@ for _ in $(seq 1 100); do
   sleep 0.1
 done
 ./target/release/triage bench --url "http://127.0.0.1:$PORT" --chat \
-  --concurrency "$CONCURRENCY" --duration "$DURATION"
+  --prompts "$PROMPTS" --concurrency "$CONCURRENCY" --duration "$DURATION"
