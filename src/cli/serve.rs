@@ -33,6 +33,10 @@ pub fn run(g: &super::Global, a: ServeArgs) -> anyhow::Result<ExitCode> {
     let config_path = g.config.clone();
     let engine = Engine::load(&cfg)?;
     engine.warm_up();
+    // Loading converts and packs the weights through large temporary buffers; hand
+    // their pages back instead of keeping them for allocations that never come.
+    // SAFETY: mimalloc is the global allocator (main.rs); collecting is always safe.
+    unsafe { libmimalloc_sys::mi_collect(true) };
     let rt = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .thread_name("triage-io")
