@@ -1509,6 +1509,9 @@ struct Token {
     numeric: bool,
     /// Written with a capital after the first word, or in capitals ("US", "Alien").
     proper: bool,
+    /// The first word after the end of a sentence or clause (`.`, `?`, `!`, `;`, `:`
+    /// before a space, or the end of the text).
+    boundary: bool,
 }
 
 /// Splits into words, numbers (with their inner `.`, `,`, `:`, `/`, `-`), currency
@@ -1519,11 +1522,18 @@ fn tokenize(s: &str) -> Vec<Token> {
     let shouting = !chars.iter().any(|c| c.is_lowercase());
     let mut out = Vec::new();
     let mut sentence_start = true;
+    let mut boundary = false;
     let mut i = 0;
     while i < chars.len() {
         let c = chars[i];
         if matches!(c, '.' | '?' | '!' | '¿' | '¡') {
             sentence_start = true;
+        }
+        // "Node.js" and "10:30" end nothing; "done. Next" and "json: turn" do.
+        let ends_clause = matches!(c, '?' | '!' | ';' | '¿' | '¡')
+            || (matches!(c, '.' | ':') && chars.get(i + 1).is_none_or(|n| n.is_whitespace()));
+        if ends_clause && !out.is_empty() {
+            boundary = true;
         }
         if c.is_alphanumeric() {
             let start = i;
@@ -1575,6 +1585,7 @@ fn tokenize(s: &str) -> Vec<Token> {
                 text,
                 numeric,
                 proper,
+                boundary: std::mem::take(&mut boundary),
             });
         } else if matches!(c, '$' | '€' | '£' | '¥' | '₹' | '%' | '°') {
             let mut text = c.to_string();
@@ -1586,6 +1597,7 @@ fn tokenize(s: &str) -> Vec<Token> {
                 text,
                 numeric: false,
                 proper: false,
+                boundary: std::mem::take(&mut boundary),
             });
             i += 1;
         } else if c == '→' {
@@ -1593,6 +1605,7 @@ fn tokenize(s: &str) -> Vec<Token> {
                 text: "→".into(),
                 numeric: false,
                 proper: false,
+                boundary: std::mem::take(&mut boundary),
             });
             i += 1;
         } else if c == '-' && i + 1 < chars.len() && chars[i + 1] == '>' {
@@ -1600,6 +1613,7 @@ fn tokenize(s: &str) -> Vec<Token> {
                 text: "->".into(),
                 numeric: false,
                 proper: false,
+                boundary: std::mem::take(&mut boundary),
             });
             i += 2;
         } else {
@@ -1697,6 +1711,8 @@ fn typo_of(a: &str, b: &str) -> bool {
 enum Marked {
     Word(String),
     Marker(String),
+    /// The end of a sentence or clause: no relation reaches across it.
+    Boundary,
 }
 
 #[derive(Debug, Default)]
@@ -1787,6 +1803,9 @@ fn features(s: &str) -> Features {
         let w = this.as_str();
         let last = std::mem::replace(&mut prev, this.clone());
         let prev_word = last;
+        if t.boundary && !f.marked.is_empty() {
+            f.marked.push(Marked::Boundary);
+        }
         if lex.markers.contains(w) {
             f.markers.insert(w.to_string());
             f.marked.push(Marked::Marker(w.to_string()));
@@ -1996,7 +2015,7 @@ fn windows(seq: &[Marked], i: usize) -> (BTreeSet<&String>, BTreeSet<&String>) {
                 Marked::Word(w) => {
                     out.insert(w);
                 }
-                Marked::Marker(_) => break,
+                Marked::Marker(_) | Marked::Boundary => break,
             }
         }
         out
@@ -2096,7 +2115,12 @@ fn reordered(fa: &Features, fb: &Features, a: &str, b: &str) -> Option<Mismatch>
         if let Some(m) = swapped_around_marker(&fa.marked, &fb.marked) {
             return miss(format!("swapped around `{m}`: {oa:?} vs {ob:?}"));
         }
-        if swapped_around_middle(&oa, &ob) {
+        // Without a relation word, only a rearrangement of the same words says the
+        // two sides of a relation swapped ("the buyer pays the seller's costs" /
+        // "the seller pays the buyer's costs"). Reworded requests move words for
+        // other reasons ("center a div horizontally with CSS" / "the CSS to
+        // horizontally center a div"); their words are judged below.
+        if swapped_around_middle(&oa, &ob) && same_anchors(fa, fb) {
             return miss(format!("{oa:?} vs {ob:?}"));
         }
     }
@@ -2126,33 +2150,63 @@ fn one_as_article(fa: &Features, fb: &Features, a: &str, b: &str) -> bool {
         || (without_one(fb) == fa.numbers && fb.numbers.contains_key("1") && article(a))
 }
 
-/// A comparison ("difference", "compare", "differ") with no one-way relation word
-/// (to, from, into, than) on either side.
+/// The same anchors (content words, numbers, units, …) on both sides, in any order
+/// and any inflection ("seller's" / "seller").
+fn same_anchors(fa: &Features, fb: &Features) -> bool {
+    let mut sa = fa.sequence.clone();
+    let mut sb = fb.sequence.clone();
+    sa.sort();
+    sb.sort();
+    sa == sb
+}
+
+/// Words that start a comparison, which reads the same both ways.
+const COMPARISONS: &[&str] = &[
+    "differ",
+    "distinguish",
+    "compar",
+    "vs",
+    "versus",
+    "similar",
+    "equivalent",
+    "same",
+    "apart",
+];
+
+fn is_comparison(w: &str) -> bool {
+    COMPARISONS.iter().any(|c| w.starts_with(c))
+}
+
+/// A comparison ("difference", "compare", "differ", "vs") with no one-way relation
+/// word (to, from, into, than) on either side. The `from`, `to` or `than` of the
+/// comparison itself ("how does X differ from Y", "X compared to Y", "different
+/// than") is no one-way relation.
 fn symmetric(a: &str, b: &str) -> bool {
-    let words: Vec<String> = tokenize(a)
-        .into_iter()
-        .chain(tokenize(b))
-        .map(|t| t.text)
-        .collect();
-    let comparison = words.iter().any(|w| {
-        [
-            "differ",
-            "difference",
-            "different",
-            "compare",
-            "comparison",
-            "distinguish",
-        ]
-        .iter()
-        .any(|c| w.starts_with(c))
-    });
-    let one_way = words.iter().any(|w| {
-        matches!(
-            w.as_str(),
-            "to" | "from" | "into" | "than" | "onto" | "toward" | "towards" | "->" | "→"
-        )
-    });
-    comparison && !one_way
+    let one_way = |s: &str| {
+        let words: Vec<String> = tokenize(s).into_iter().map(|t| t.text).collect();
+        words.iter().enumerate().any(|(i, w)| {
+            // "differ from", "compared to", "different than"; "distinguish X from",
+            // "compare X to" with no other relation word in between.
+            let before = &words[i.saturating_sub(4)..i];
+            let direct = before.last().is_some_and(|p| is_comparison(p));
+            let verb = before
+                .iter()
+                .rev()
+                .take_while(|p| !matches!(p.as_str(), "to" | "from" | "into" | "than"))
+                .any(|p| {
+                    (w == "from" && p.starts_with("distinguish"))
+                        || (w == "to" && p.starts_with("compar"))
+                });
+            let bound = matches!(w.as_str(), "from" | "to" | "than") && (direct || verb);
+            !bound
+                && matches!(
+                    w.as_str(),
+                    "to" | "from" | "into" | "than" | "onto" | "toward" | "towards" | "->" | "→"
+                )
+        })
+    };
+    let comparison = |s: &str| tokenize(s).iter().any(|t| is_comparison(&t.text));
+    (comparison(a) || comparison(b)) && !one_way(a) && !one_way(b)
 }
 
 /// A short clause set off at the front by a comma, moved to the end: "In Python,
@@ -2641,6 +2695,97 @@ mod tests {
             kind_at(
                 "train from Berlin to Paris",
                 "train from Paris to Berlin",
+                0.99
+            ),
+            Some("direction")
+        );
+    }
+
+    #[test]
+    fn word_order_alone_is_no_reversed_relation() {
+        let kind_at = |a: &str, b: &str, sim: f32| verify_at(a, b, sim).err().map(|m| m.kind);
+        // Reworded with the words moved around: no relation changed sides.
+        for (a, b, sim) in [
+            (
+                "How do I center a div horizontally with CSS?",
+                "What's the CSS to horizontally center a div element?",
+                0.95,
+            ),
+            (
+                "How can I check which version of Node is installed?",
+                "What's the command to see my installed Node.js version?",
+                0.81,
+            ),
+        ] {
+            assert_eq!(kind_at(a, b, sim), None, "{a} / {b}");
+        }
+        // The same words with the two sides of a relation swapped still miss.
+        for (a, b) in [
+            (
+                "Does vitamin D help absorb calcium?",
+                "Does calcium help absorb vitamin D?",
+            ),
+            (
+                "Should the buyer pay the seller's closing costs?",
+                "Should the seller pay the buyer's closing costs?",
+            ),
+            (
+                "Benchmarks showing Rust beating Go",
+                "Benchmarks showing Go beating Rust",
+            ),
+        ] {
+            assert_eq!(kind_at(a, b, 0.99), Some("direction"), "{a} / {b}");
+        }
+    }
+
+    #[test]
+    fn comparisons_read_the_same_both_ways() {
+        let kind_at = |a: &str, b: &str, sim: f32| verify_at(a, b, sim).err().map(|m| m.kind);
+        for (a, b) in [
+            (
+                "What's the difference between a Roth IRA and a traditional IRA?",
+                "How does a traditional IRA differ from a Roth IRA?",
+            ),
+            (
+                "Baking soda and baking powder: how are they different?",
+                "How do baking powder and baking soda differ from each other?",
+            ),
+            (
+                "let vs const in JavaScript - when should I use which?",
+                "JavaScript: how does const differ from let, and when is each appropriate?",
+            ),
+        ] {
+            assert_eq!(kind_at(a, b, 0.95), None, "{a} / {b}");
+        }
+        // A one-way `from`/`to`/`than` next to a comparison still counts.
+        for (a, b) in [
+            ("train from Berlin to Paris", "train from Paris to Berlin"),
+            (
+                "Compare flights from London to Oslo",
+                "Compare flights from Oslo to London",
+            ),
+            (
+                "Is Canada bigger than the United States?",
+                "Is the United States bigger than Canada?",
+            ),
+        ] {
+            assert_eq!(kind_at(a, b, 0.99), Some("direction"), "{a} / {b}");
+        }
+    }
+
+    #[test]
+    fn relations_end_at_the_end_of_a_sentence() {
+        let kind_at = |a: &str, b: &str, sim: f32| verify_at(a, b, sim).err().map(|m| m.kind);
+        // "to see" in one sentence, "to go" in the next: nothing swapped around `to`.
+        let (a, b) = (
+            "I'd like to see the northern lights. What are the best places to go?",
+            "Where should I go to see the northern lights?",
+        );
+        assert_ne!(kind_at(a, b, 0.95), Some("direction"));
+        assert_eq!(
+            kind_at(
+                "Flights from London to Oslo. Any deals?",
+                "Flights from Oslo to London. Any deals?",
                 0.99
             ),
             Some("direction")
