@@ -82,6 +82,8 @@ const NUMBER_WORDS: &[(&str, &str)] = &[
     ("third", "3rd"),
     ("fourth", "4th"),
     ("fifth", "5th"),
+    ("squared", "^2"),
+    ("cubed", "^3"),
     ("once", "1x"),
     ("twice", "2x"),
     ("double", "2x"),
@@ -97,6 +99,30 @@ const NUMBER_WORDS: &[(&str, &str)] = &[
     ("drei", "3"),
     ("deux", "2"),
     ("trois", "3"),
+];
+
+/// Number words that often say no quantity: an adverb ("without eating first",
+/// "first thing Monday"), a kind of thing ("a key pair", "a single file"), a manner
+/// ("charged twice"). A number from one of them decides only against a number of
+/// the same kind on the other side (an ordinal, a multiple, a count); otherwise the
+/// word stays a content word for the content guard.
+const WEAK_NUMBER_WORDS: &[&str] = &[
+    "first", "second", "third", "fourth", "fifth", "once", "twice", "double", "triple", "single",
+    "couple", "pair",
+];
+
+/// Denominators of a fraction written in words ("three eighths" = 3/8).
+const FRACTIONS: &[(&str, &str)] = &[
+    ("halves", "2"),
+    ("thirds", "3"),
+    ("quarters", "4"),
+    ("fourths", "4"),
+    ("fifths", "5"),
+    ("sixths", "6"),
+    ("sevenths", "7"),
+    ("eighths", "8"),
+    ("ninths", "9"),
+    ("tenths", "10"),
 ];
 
 const DATETIME_WORDS: &[&str] = &[
@@ -1552,6 +1578,13 @@ fn tokenize(s: &str) -> Vec<Token> {
                         if !(prev_digit && next_digit) {
                             break;
                         }
+                        // A comma joins thousands ("1,000"), not a list ("1,2,3").
+                        let thousands = chars.len() >= i + 4
+                            && chars[i + 1..i + 4].iter().all(char::is_ascii_digit)
+                            && !chars.get(i + 4).is_some_and(char::is_ascii_digit);
+                        if ch == ',' && !thousands {
+                            break;
+                        }
                     }
                     numeric |= ch.is_ascii_digit();
                     i += 1;
@@ -1570,6 +1603,11 @@ fn tokenize(s: &str) -> Vec<Token> {
                 let stripped = text.replace(',', "");
                 if stripped.chars().all(|c| c.is_ascii_digit() || c == '.') {
                     text = stripped;
+                }
+                // Three or more parts: "50/30/20" is "50-30-20", "1/5/2024" is
+                // "1-5-2024". (Two parts stay apart: "3/8" is no "3-8".)
+                if text.chars().filter(|c| matches!(c, '/' | '-')).count() >= 2 {
+                    text = text.replace('/', "-");
                 }
             }
             // The first word of each sentence is capitalized anyway.
@@ -1600,6 +1638,19 @@ fn tokenize(s: &str) -> Vec<Token> {
                 boundary: std::mem::take(&mut boundary),
             });
             i += 1;
+        } else if c == '^' && chars.get(i + 1).is_some_and(char::is_ascii_digit) {
+            // A power: "x^2" is "x squared".
+            let start = i;
+            i += 1;
+            while i < chars.len() && chars[i].is_ascii_digit() {
+                i += 1;
+            }
+            out.push(Token {
+                text: chars[start..i].iter().collect(),
+                numeric: true,
+                proper: false,
+                boundary: std::mem::take(&mut boundary),
+            });
         } else if c == '→' {
             out.push(Token {
                 text: "→".into(),
@@ -1697,6 +1748,10 @@ fn typo_of(a: &str, b: &str) -> bool {
     if lex.words.contains(a) && lex.words.contains(b) {
         return false;
     }
+    // "win10" / "win11", "h264" / "h265": another model, not a typo.
+    if a.chars().chain(b.chars()).any(|c| c.is_ascii_digit()) {
+        return false;
+    }
     if OPPOSITE_PREFIXES.iter().any(|(p, q)| {
         (a.starts_with(p) && b.starts_with(q)) || (a.starts_with(q) && b.starts_with(p))
     }) {
@@ -1725,6 +1780,8 @@ struct Features {
     /// Durations used as a rate or a specific period ("per month", "next week").
     rates: BTreeSet<String>,
     negations: usize,
+    /// Numbers that came from a weak number word: (number, word as written).
+    weak: Vec<(String, String)>,
     antonym_words: BTreeSet<String>,
     /// Content words, in order of appearance: (canonical form, as written).
     content: Vec<(String, String)>,
@@ -1797,6 +1854,8 @@ fn features(s: &str) -> Features {
     let lex = lexicon();
     let mut f = Features::default();
     let mut prev = String::new();
+    // The previous token was a number (for "three eighths").
+    let mut number_last = false;
     for t in join_compounds(tokenize(s)) {
         let w = t.text.as_str();
         let this = w.to_string();
@@ -1810,6 +1869,40 @@ fn features(s: &str) -> Features {
             f.markers.insert(w.to_string());
             f.marked.push(Marked::Marker(w.to_string()));
         }
+        if t.numeric && identifier(w) {
+            // "2FA", "x86", "mp3", "h264": a name, not a quantity. Compared as written.
+            f.marked.push(Marked::Word(w.to_string()));
+            f.sequence.push(w.to_string());
+            f.content.push((w.to_string(), w.to_string()));
+            f.proper.insert(w.to_string());
+            continue;
+        }
+        // "three eighths" is 3/8.
+        if let Some(d) = FRACTIONS.iter().find(|(p, _)| *p == w).map(|(_, d)| *d) {
+            let whole = |n: &str| !n.is_empty() && n.chars().all(|c| c.is_ascii_digit());
+            if let Some(n) = f
+                .sequence
+                .last()
+                .filter(|n| whole(n) && number_last)
+                .cloned()
+            {
+                if let Some(c) = f.numbers.get_mut(&n) {
+                    *c -= 1;
+                    if *c == 0 {
+                        f.numbers.remove(&n);
+                    }
+                }
+                f.sequence.pop();
+                f.marked.pop();
+                let v = format!("{n}/{d}");
+                *f.numbers.entry(v.clone()).or_default() += 1;
+                f.marked.push(Marked::Word(v.clone()));
+                f.sequence.push(v);
+                number_last = true;
+                continue;
+            }
+        }
+        number_last = false;
         if t.numeric {
             *f.numbers.entry(w.to_string()).or_default() += 1;
             {
@@ -1817,15 +1910,20 @@ fn features(s: &str) -> Features {
                 f.marked.push(Marked::Word(v.clone()));
                 f.sequence.push(v);
             }
+            number_last = true;
             continue;
         }
         if let Some(n) = lex.numbers.get(w) {
             *f.numbers.entry((*n).to_string()).or_default() += 1;
+            if WEAK_NUMBER_WORDS.contains(&w) {
+                f.weak.push(((*n).to_string(), w.to_string()));
+            }
             {
                 let v = (*n).to_string();
                 f.marked.push(Marked::Word(v.clone()));
                 f.sequence.push(v);
             }
+            number_last = true;
             continue;
         }
         let stemmed = stem(w);
@@ -1920,6 +2018,81 @@ fn features(s: &str) -> Features {
         f.content.push((c, w.to_string()));
     }
     f
+}
+
+/// A token with digits that names something rather than counting it: letters
+/// first ("x86", "mp3", "h264") or digits with letters that are no unit, ordinal
+/// or multiplier after them ("2fa", "3ds"). "5kg", "2nd", "10am", "4k", "1990s",
+/// "2x" stay numbers.
+fn identifier(w: &str) -> bool {
+    let rest = w.trim_start_matches(|c: char| c.is_ascii_digit() || ".,:/-^".contains(c));
+    if rest.is_empty() || !rest.chars().any(char::is_alphabetic) {
+        return false;
+    }
+    if rest.len() == w.len() || rest.chars().any(|c| c.is_ascii_digit()) {
+        return true;
+    }
+    let suffix = matches!(
+        rest,
+        "st" | "nd" | "rd" | "th" | "x" | "s" | "k" | "m" | "b" | "bn" | "am" | "pm" | "h"
+    );
+    !suffix && !lexicon().units.contains_key(rest)
+}
+
+/// The numbers of the two sides agree once weak number words are set aside: what
+/// is left over after pairing equal numbers must come from weak words, and no kind
+/// (ordinal, multiple, count) may be left over on both sides. Returns the weak words
+/// set aside on each side, to be judged as words.
+fn numbers_agree(fa: &Features, fb: &Features) -> Option<(Vec<String>, Vec<String>)> {
+    fn leftover(
+        own: &BTreeMap<String, usize>,
+        other: &BTreeMap<String, usize>,
+    ) -> BTreeMap<String, usize> {
+        own.iter()
+            .filter_map(|(n, &c)| {
+                let left = c.saturating_sub(other.get(n).copied().unwrap_or(0));
+                (left > 0).then(|| (n.clone(), left))
+            })
+            .collect()
+    }
+    fn kind(n: &str) -> u8 {
+        if n.ends_with("st") || n.ends_with("nd") || n.ends_with("rd") || n.ends_with("th") {
+            0
+        } else if n.ends_with('x') {
+            1
+        } else {
+            2
+        }
+    }
+    let mut set_aside = Vec::new();
+    for (f, left) in [
+        (fa, leftover(&fa.numbers, &fb.numbers)),
+        (fb, leftover(&fb.numbers, &fa.numbers)),
+    ] {
+        let mut words = Vec::new();
+        for (n, c) in &left {
+            let weak: Vec<&String> = f
+                .weak
+                .iter()
+                .filter(|(v, _)| v == n)
+                .map(|(_, w)| w)
+                .collect();
+            if weak.len() < *c {
+                return None;
+            }
+            words.extend(weak.iter().take(*c).map(|w| (*w).clone()));
+        }
+        set_aside.push((
+            words,
+            left.keys().map(|n| kind(n)).collect::<BTreeSet<u8>>(),
+        ));
+    }
+    let (wb, kb) = set_aside.pop()?;
+    let (wa, ka) = set_aside.pop()?;
+    if ka.intersection(&kb).next().is_some() {
+        return None;
+    }
+    Some((wa, wb))
 }
 
 fn fmt_set<T: std::fmt::Debug>(s: &T) -> String {
@@ -2230,10 +2403,25 @@ pub fn verify(a: &str, b: &str) -> Result<(), Mismatch> {
 /// changed in several places, not one slot) may leave a few common words
 /// unexplained when the similarity is high. The hard guards do not look at it.
 pub fn verify_at(a: &str, b: &str, similarity: f32) -> Result<(), Mismatch> {
-    let fa = features(a);
-    let fb = features(b);
+    let mut fa = features(a);
+    let mut fb = features(b);
     let miss = |kind: &'static str, detail: String| Err(Mismatch { kind, detail });
-    if fa.numbers != fb.numbers && !one_as_article(&fa, &fb, a, b) {
+    // Weak number words set aside by the number guard: judged as words, and never
+    // as common ones (a "first" added on one side is no rewording).
+    let mut weak_words: BTreeSet<String> = BTreeSet::new();
+    let agreed = if fa.numbers == fb.numbers || one_as_article(&fa, &fb, a, b) {
+        Some((Vec::new(), Vec::new()))
+    } else {
+        numbers_agree(&fa, &fb)
+    };
+    if let Some((wa, wb)) = &agreed {
+        for (f, words) in [(&mut fa, wa), (&mut fb, wb)] {
+            for w in words {
+                f.content.push((canonical(w), w.clone()));
+                weak_words.insert(w.clone());
+            }
+        }
+    } else {
         return miss(
             "number",
             format!(
@@ -2350,6 +2538,7 @@ pub fn verify_at(a: &str, b: &str, similarity: f32) -> Result<(), Mismatch> {
     {
         return content_miss(&format!(" (`{raw}` is a name or a pronoun)"));
     }
+    let common = |raw: &str| is_common(raw) && !weak_words.contains(raw);
     let mut allowed = rewording_allowance(similarity);
     // Words added on one side only, nothing they replace on the other: a
     // constraint added ("a lasagna recipe" / "a vegan lasagna recipe"), not a
@@ -2363,7 +2552,7 @@ pub fn verify_at(a: &str, b: &str, similarity: f32) -> Result<(), Mismatch> {
         .filter(|(c, raw)| !lex.frames.contains(raw.as_str()) && !lex.frames.contains(c.as_str()))
         .count();
     if left_a == 0 || left_b == 0 {
-        if let Some((_, raw)) = left.iter().find(|(_, raw)| !is_common(raw)) {
+        if let Some((_, raw)) = left.iter().find(|(_, raw)| !common(raw)) {
             return content_miss(&format!(" (`{raw}` added on one side only)"));
         }
         allowed = allowed.min(ONE_SIDED_ALLOWANCE);
@@ -2373,7 +2562,7 @@ pub fn verify_at(a: &str, b: &str, similarity: f32) -> Result<(), Mismatch> {
     // counts twice.
     let unexplained = left
         .iter()
-        .map(|(_, raw)| if is_common(raw) { 1 } else { RARE_WORD_WEIGHT })
+        .map(|(_, raw)| if common(raw) { 1 } else { RARE_WORD_WEIGHT })
         .sum::<usize>()
         + number_changes;
     if unexplained > allowed || 5 * unexplained > 3 * content_words {
@@ -2789,6 +2978,103 @@ mod tests {
                 0.99
             ),
             Some("direction")
+        );
+    }
+
+    #[test]
+    fn numbers_come_from_numerals_not_from_names_or_adverbs() {
+        let kind_at = |a: &str, b: &str, sim: f32| verify_at(a, b, sim).err().map(|m| m.kind);
+        // The same number written another way.
+        for (a, b) in [
+            (
+                "What's the 50/30/20 budgeting rule?",
+                "What's the 50-30-20 budgeting rule?",
+            ),
+            (
+                "What is the derivative of x squared?",
+                "What is the derivative of x^2?",
+            ),
+            (
+                "Convert 3/8 to a decimal.",
+                "Convert three eighths to a decimal.",
+            ),
+            (
+                "Convert this list to a set: [1,2,2,3]",
+                "convert this list to a set: [1, 2, 2, 3]",
+            ),
+        ] {
+            assert_eq!(kind_at(a, b, 0.99), None, "{a} / {b}");
+        }
+        // ... and different numbers still miss.
+        for (a, b) in [
+            ("Convert 3/8 to a decimal.", "Convert 3-8 to a decimal."),
+            (
+                "Convert 3/8 to a decimal.",
+                "Convert three quarters to a decimal.",
+            ),
+            (
+                "What is the derivative of x^2?",
+                "What is the derivative of x^3?",
+            ),
+            ("Sort the list [1,2,2,3]", "Sort the list [1,2,3]"),
+            ("Is 1,000 a lot?", "Is 1,500 a lot?"),
+            (
+                "Is the museum free on the first Sunday of the month?",
+                "Is the museum free on the second Sunday of the month?",
+            ),
+            ("Take the pill twice a day", "Take the pill once a day"),
+        ] {
+            assert_eq!(kind_at(a, b, 0.99), Some("number"), "{a} / {b}");
+        }
+        // A weak number word ("first" as an adverb, "twice", "pair") decides nothing
+        // against a side without one of its kind; the word is judged as a word.
+        for (a, b) in [
+            (
+                "Is it safe to take ibuprofen before eating?",
+                "Is it safe to take ibuprofen first, before eating?",
+            ),
+            (
+                "I was charged twice: I placed one order and see two identical charges.",
+                "I see two identical charges for a single order.",
+            ),
+            (
+                "How do I generate an SSH key?",
+                "What's the command to create a new SSH key pair?",
+            ),
+        ] {
+            assert_ne!(kind_at(a, b, 0.99), Some("number"), "{a} / {b}");
+        }
+        // ... but an ordinal added on one side still misses, as a word.
+        for (a, b) in [
+            (
+                "What is the second largest city in France?",
+                "What is the largest city in France?",
+            ),
+            (
+                "Who was the first person to walk on the Moon?",
+                "Who has walked on the Moon?",
+            ),
+        ] {
+            assert_eq!(kind_at(a, b, 0.99), Some("content"), "{a} / {b}");
+        }
+        // Identifiers with digits are names: compared as written, never as typos.
+        assert_eq!(
+            kind_at("How do I turn on 2FA?", "How do I turn on 2FA", 0.99),
+            None
+        );
+        for (a, b) in [
+            (
+                "Is the Galaxy S23 waterproof?",
+                "Is the Galaxy S21 waterproof?",
+            ),
+            ("Encode the video as h264", "Encode the video as h265"),
+            ("Does win10 support this?", "Does win11 support this?"),
+        ] {
+            assert_eq!(kind_at(a, b, 0.99), Some("content"), "{a} / {b}");
+        }
+        assert_eq!(
+            kind_at("Run 5km today", "Run 10km today", 0.99),
+            Some("number")
         );
     }
 
