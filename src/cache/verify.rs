@@ -552,6 +552,7 @@ const NEGATIONS: &[&str] = &[
     "except",
     "excluding",
     "cannot",
+    "unable",
     "can't",
     "cant",
     "don't",
@@ -1538,6 +1539,8 @@ struct Token {
     /// The first word after the end of a sentence or clause (`.`, `?`, `!`, `;`, `:`
     /// before a space, or the end of the text).
     boundary: bool,
+    /// Joined to the next word by a hyphen ("un-", "non-").
+    hyphen: bool,
 }
 
 /// Splits into words, numbers (with their inner `.`, `,`, `:`, `/`, `-`), currency
@@ -1624,6 +1627,8 @@ fn tokenize(s: &str) -> Vec<Token> {
                 numeric,
                 proper,
                 boundary: std::mem::take(&mut boundary),
+                hyphen: chars.get(i) == Some(&'-')
+                    && chars.get(i + 1).is_some_and(|c| c.is_alphabetic()),
             });
         } else if matches!(c, '$' | '€' | '£' | '¥' | '₹' | '%' | '°') {
             let mut text = c.to_string();
@@ -1636,6 +1641,7 @@ fn tokenize(s: &str) -> Vec<Token> {
                 numeric: false,
                 proper: false,
                 boundary: std::mem::take(&mut boundary),
+                hyphen: false,
             });
             i += 1;
         } else if c == '^' && chars.get(i + 1).is_some_and(char::is_ascii_digit) {
@@ -1650,6 +1656,7 @@ fn tokenize(s: &str) -> Vec<Token> {
                 numeric: true,
                 proper: false,
                 boundary: std::mem::take(&mut boundary),
+                hyphen: false,
             });
         } else if c == '→' {
             out.push(Token {
@@ -1657,6 +1664,7 @@ fn tokenize(s: &str) -> Vec<Token> {
                 numeric: false,
                 proper: false,
                 boundary: std::mem::take(&mut boundary),
+                hyphen: false,
             });
             i += 1;
         } else if c == '-' && i + 1 < chars.len() && chars[i + 1] == '>' {
@@ -1665,6 +1673,7 @@ fn tokenize(s: &str) -> Vec<Token> {
                 numeric: false,
                 proper: false,
                 boundary: std::mem::take(&mut boundary),
+                hyphen: false,
             });
             i += 2;
         } else {
@@ -1856,7 +1865,9 @@ fn features(s: &str) -> Features {
     let mut prev = String::new();
     // The previous token was a number (for "three eighths").
     let mut number_last = false;
-    for t in join_compounds(tokenize(s)) {
+    let tokens = join_compounds(tokenize(s));
+    for (k, t) in tokens.iter().enumerate() {
+        let next = tokens.get(k + 1).map_or("", |n| n.text.as_str());
         let w = t.text.as_str();
         let this = w.to_string();
         let w = this.as_str();
@@ -1927,7 +1938,7 @@ fn features(s: &str) -> Features {
             continue;
         }
         let stemmed = stem(w);
-        if lex.negations.contains(w) || w.ends_with("n't") {
+        if negation(w, next, t.hyphen) {
             f.negations += 1;
             continue;
         }
@@ -2018,6 +2029,39 @@ fn features(s: &str) -> Features {
         f.content.push((c, w.to_string()));
     }
     f
+}
+
+/// Auxiliaries that take a negating "n't", also written without the apostrophe
+/// ("hasnt", "dont", "cant").
+const NEGATED_AUXILIARIES: &[&str] = &[
+    "do", "does", "did", "is", "are", "was", "were", "has", "have", "had", "should", "would",
+    "could", "must", "need", "ca", "wo", "ai", "sha", "might",
+];
+
+/// Determiners: "out of the carpet" is a place, "out of stock" a lack.
+const DETERMINERS: &[&str] = &[
+    "a", "an", "the", "my", "your", "his", "her", "its", "our", "their", "this", "that", "these",
+    "those",
+];
+
+/// Whether `w` (followed by `next`) says "not". "un", "dis" count only as a
+/// hyphenated prefix ("un-install"): alone they are Spanish and French articles or
+/// words ("un error"). "fail to" is "not" ("fail to rise" / "not rise"). "out of" is
+/// a lack ("out of stock") unless a determiner follows ("out of a carpet").
+fn negation(w: &str, next: &str, hyphen: bool) -> bool {
+    if matches!(w, "un" | "dis") {
+        return hyphen;
+    }
+    if w == "outof" {
+        return !DETERMINERS.contains(&next);
+    }
+    if matches!(w, "fail" | "fails" | "failed" | "failing") {
+        return next == "to";
+    }
+    lexicon().negations.contains(w)
+        || w.ends_with("n't")
+        || w.strip_suffix("nt")
+            .is_some_and(|aux| NEGATED_AUXILIARIES.contains(&aux))
 }
 
 /// A token with digits that names something rather than counting it: letters
@@ -3076,6 +3120,40 @@ mod tests {
             kind_at("Run 5km today", "Run 10km today", 0.99),
             Some("number")
         );
+    }
+
+    #[test]
+    fn negations_are_read_where_they_are() {
+        let kind_at = |a: &str, b: &str, sim: f32| verify_at(a, b, sim).err().map(|m| m.kind);
+        for (a, b) in [
+            (
+                "Why did my bread not rise?",
+                "What would cause my bread dough to fail to rise?",
+            ),
+            (
+                "My order hasn't arrived yet, what should I do?",
+                "my order hasnt arrived yet what should i do",
+            ),
+            ("I'm unable to log in", "I can't log in"),
+        ] {
+            assert_eq!(kind_at(a, b, 0.9), None, "{a} / {b}");
+        }
+        // Not negations: a place left ("out of a carpet"), a Spanish article ("un").
+        assert_eq!(features("What gets red wine out of a carpet?").negations, 0);
+        assert_eq!(
+            features("¿A qué se refiere un error HTTP 500?").negations,
+            0
+        );
+        // Real polarity flips still miss.
+        for (a, b) in [
+            ("Why did my bread rise?", "Why did my bread fail to rise?"),
+            ("my order has arrived", "my order hasnt arrived"),
+            ("Is the PS5 out of stock?", "Is the PS5 in stock?"),
+            ("How do I un-install Zoom?", "How do I install Zoom?"),
+            ("¿Es un error?", "¿No es un error?"),
+        ] {
+            assert_eq!(kind_at(a, b, 0.99), Some("negation"), "{a} / {b}");
+        }
     }
 
     #[test]
