@@ -71,10 +71,10 @@ fn score(file: &str, embedder: &Embedder, threshold: f32) -> (f64, f64) {
 fn false_hits_stay_under_one_percent_on_every_pair_set() {
     let cfg = Config::default();
     let embedder = Embedder::load(&embed_options(&cfg).unwrap()).unwrap();
-    // (file, hit-rate floor): measured 58.2%, 49.8% and 79.2% of true pairs served.
+    // (file, hit-rate floor): measured 59.5%, 53.2% and 79.2% of true pairs served.
     for (file, min_hit_rate) in [
-        ("dev.jsonl", 0.55),
-        ("test.jsonl", 0.47),
+        ("dev.jsonl", 0.57),
+        ("test.jsonl", 0.51),
         ("holdout.jsonl", 0.75),
     ] {
         let (hit_rate, false_rate) = score(file, &embedder, cfg.cache.similarity);
