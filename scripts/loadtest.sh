@@ -18,6 +18,12 @@ for _ in $(seq 1 100); do
 done
 rss() { awk '/VmRSS/ {print $2 " kB"}' "/proc/$PID/status"; }
 echo "RSS before: $(rss)"
+# RSS every 10 s while wrk runs: bounded structures (memo, sticky-tier map, cache)
+# fill up and then stay flat.
+( while kill -0 $PID 2>/dev/null; do sleep 10; echo "RSS at +$((SECONDS))s: $(rss)"; done ) &
+SAMPLER=$!
+SECONDS=0
 wrk -t2 -c"$CONNECTIONS" -d"$DURATION" --latency -s scripts/loadtest.lua "http://127.0.0.1:$PORT" | tee /tmp/triage-wrk.txt
+kill $SAMPLER 2>/dev/null || true
 echo "RSS after:  $(rss)"
 curl -s "http://127.0.0.1:$PORT/metrics" | grep -E '^triage_embed_queue_depth' || true
