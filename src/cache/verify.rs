@@ -2684,7 +2684,9 @@ fn fold_variants(
         let found = b.iter().position(|(_, rb)| {
             // Two names differ when they differ at all ("Alien" / "Aliens").
             !(proper_a.contains(&ra) && proper_b.contains(rb))
-                && (key(&ra) == key(rb) || transliterate(&ra) == transliterate(rb))
+                && (key(&ra) == key(rb)
+                    || transliterate(&ra) == transliterate(rb)
+                    || derived_form(&key(&ra), &key(rb)))
         });
         if let Some(j) = found {
             let rb = &b[j].1;
@@ -2700,6 +2702,23 @@ fn fold_variants(
         }
     }
     (a, b, number_changes)
+}
+
+/// Suffixes that derive one word from another without changing what it names:
+/// "dehydrat(ion)" / "dehydrat(ed)", "fonctionn(ement)", "configur(ation)".
+const DERIVATIONAL_SUFFIXES: &[&str] = &[
+    "at", "ate", "ation", "ion", "ions", "ment", "ement", "ements", "al", "ally", "ic", "ical",
+    "ive", "ness", "ity", "ing", "ed", "able",
+];
+
+/// One stem is the other plus a derivational suffix, and the shorter has at least
+/// five letters (so "count" / "country" or "port" / "portal" stay different words).
+fn derived_form(a: &str, b: &str) -> bool {
+    let (short, long) = if a.len() <= b.len() { (a, b) } else { (b, a) };
+    short.chars().count() >= 5
+        && long
+            .strip_prefix(short)
+            .is_some_and(|rest| DERIVATIONAL_SUFFIXES.contains(&rest))
 }
 
 /// Drops words that are the other request's words spelled another way: a typo of
@@ -3154,6 +3173,16 @@ mod tests {
         ] {
             assert_eq!(kind_at(a, b, 0.99), Some("negation"), "{a} / {b}");
         }
+    }
+
+    #[test]
+    fn derived_forms_pair_off_but_prefixes_do_not() {
+        assert!(derived_form("dehydr", "dehydrat"));
+        assert!(derived_form("fonctionnement", "fonctionn"));
+        assert!(!derived_form("count", "country"));
+        assert!(!derived_form("port", "portal"));
+        assert!(!derived_form("light", "lighter"));
+        assert!(!derived_form("sweden", "sweden"));
     }
 
     #[test]
