@@ -26,7 +26,10 @@ pub struct Bert {
     heads: usize,
     head_dim: usize,
     act: HiddenAct,
+    /// For the fused encoder (x86-64 only).
+    #[cfg_attr(not(target_arch = "x86_64"), allow(dead_code))]
     eps: f64,
+    #[cfg_attr(not(target_arch = "x86_64"), allow(dead_code))]
     intermediate: usize,
 }
 
@@ -114,6 +117,7 @@ impl Bert {
 
     /// Packs the weights for the fused CPU encoder, one layer at a time. Only exact
     /// GELU is fused, so a model with another activation is refused.
+    #[cfg(target_arch = "x86_64")]
     pub fn fused(
         &self,
         precision: super::fused::Precision,
