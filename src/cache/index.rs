@@ -654,20 +654,6 @@ impl ScopeIndex {
         }
     }
 
-    /// Calls `f(id, vector)` for each slot whose id `keep` accepts (vectors
-    /// dequantized).
-    pub fn for_each(&self, keep: impl Fn(u64) -> bool, mut f: impl FnMut(u64, Vec<f32>)) {
-        let d = self.data.read();
-        for slot in 0..d.len() {
-            let id = d.ids[slot];
-            if keep(id) {
-                let mut v = Vec::with_capacity(d.dim);
-                dequantize(d.code(slot as u32), d.scales[slot], &mut v);
-                f(id, v);
-            }
-        }
-    }
-
     /// Calls `f(slot, id)` for each slot whose id `keep` accepts.
     pub fn for_each_slot(&self, keep: impl Fn(u64) -> bool, mut f: impl FnMut(u32, u64)) {
         let d = self.data.read();

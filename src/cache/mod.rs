@@ -673,9 +673,20 @@ impl SemanticCache {
         };
         let mut store = store.lock();
         store.rotate()?;
-        // Records without vectors (those stay in the indexes) under the lock; each
-        // vector is dequantized while its record is written, so the f32 copies of
-        // all entries never exist at once.
+        Store::write_snapshot(store.dir(), self.live_records())
+    }
+
+    /// A copy of every live entry (vectors dequantized from the index: within
+    /// about 1e-3 of the originals).
+    pub fn entries_snapshot(&self) -> Vec<EntryRecord> {
+        self.live_records().collect()
+    }
+
+    /// Every live entry with its vector. The records (without vectors: those stay in
+    /// the indexes) are copied under the lock; each vector is dequantized only when
+    /// its record is taken, so a snapshot never holds the f32 copies of all entries
+    /// at once.
+    fn live_records(&self) -> impl Iterator<Item = EntryRecord> {
         type Part = (Arc<ScopeIndex>, Vec<(u32, EntryRecord)>);
         let mut parts: Vec<Part> = Vec::new();
         {
@@ -698,38 +709,12 @@ impl SemanticCache {
                 parts.push((s.index.clone(), recs));
             }
         }
-        let records = parts.into_iter().flat_map(|(index, recs)| {
+        parts.into_iter().flat_map(|(index, recs)| {
             recs.into_iter().map(move |(slot, mut rec)| {
                 rec.vector = index.vector(slot);
                 rec
             })
-        });
-        Store::write_snapshot(store.dir(), records)
-    }
-
-    /// A copy of every live entry (vectors dequantized from the index: within
-    /// about 1e-3 of the originals).
-    pub fn entries_snapshot(&self) -> Vec<EntryRecord> {
-        let inner = self.inner.read();
-        let mut out = Vec::with_capacity(inner.entries.len());
-        for (scope, s) in &inner.scopes {
-            s.index.for_each(
-                |id| {
-                    inner
-                        .entries
-                        .get(&id)
-                        .is_some_and(|e| e.rec.scope == *scope)
-                },
-                |id, vector| {
-                    if let Some(e) = inner.entries.get(&id) {
-                        let mut rec = e.rec.clone();
-                        rec.vector = vector;
-                        out.push(rec);
-                    }
-                },
-            );
-        }
-        out
+        })
     }
 
     pub fn stats_report(&self) -> StatsReport {
