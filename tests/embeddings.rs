@@ -51,23 +51,11 @@ fn engines() -> Vec<(EngineChoice, f32)> {
         (EngineChoice::FastF32, 0.9999),
         (EngineChoice::FastBf16, 0.999),
     ] {
-        if engine.resolve(DeviceSpec::Cpu) == engine && engine_available(engine) {
+        if engine.available(DeviceSpec::Cpu) {
             out.push((engine, min));
         }
     }
     out
-}
-
-fn engine_available(engine: EngineChoice) -> bool {
-    Embedder::load(&EmbedOptions {
-        model: root()
-            .join("models/all-MiniLM-L6-v2")
-            .to_string_lossy()
-            .into(),
-        engine,
-        ..EmbedOptions::default()
-    })
-    .is_ok()
 }
 
 #[test]

@@ -244,27 +244,34 @@ impl EngineChoice {
         }
     }
 
+    /// Whether this machine can run the engine on `device`.
+    pub fn available(self, device: DeviceSpec) -> bool {
+        match self {
+            EngineChoice::Auto | EngineChoice::Candle => true,
+            #[cfg(target_arch = "x86_64")]
+            EngineChoice::FastF32 => device == DeviceSpec::Cpu && fused::Precision::F32.supported(),
+            #[cfg(target_arch = "x86_64")]
+            EngineChoice::FastBf16 => {
+                device == DeviceSpec::Cpu && fused::Precision::Bf16.supported()
+            }
+            #[cfg(not(target_arch = "x86_64"))]
+            EngineChoice::FastF32 | EngineChoice::FastBf16 => {
+                let _ = device;
+                false
+            }
+        }
+    }
+
     /// What `Auto` becomes on this machine and device.
     pub fn resolve(self, device: DeviceSpec) -> EngineChoice {
         if device != DeviceSpec::Cpu {
             return EngineChoice::Candle;
         }
-        #[cfg(target_arch = "x86_64")]
-        {
-            use fused::Precision;
-            if self == EngineChoice::Auto {
-                return if Precision::Bf16.supported() {
-                    EngineChoice::FastBf16
-                } else if Precision::F32.supported() {
-                    EngineChoice::FastF32
-                } else {
-                    EngineChoice::Candle
-                };
-            }
-        }
-        #[cfg(not(target_arch = "x86_64"))]
         if self == EngineChoice::Auto {
-            return EngineChoice::Candle;
+            return [EngineChoice::FastBf16, EngineChoice::FastF32]
+                .into_iter()
+                .find(|e| e.available(device))
+                .unwrap_or(EngineChoice::Candle);
         }
         self
     }
