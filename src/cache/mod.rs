@@ -27,7 +27,7 @@ use serde::Serialize;
 
 pub use index::{ScopeIndex, TopK};
 pub use store::{CachedAnswer, EntryRecord, Record, Store, StoreError};
-pub use verify::{verify, verify_at, Mismatch, MISMATCH_KINDS};
+pub use verify::{surface_variant, verify, verify_at, Mismatch, MISMATCH_KINDS};
 
 use crate::config::CacheConfig;
 
@@ -41,9 +41,15 @@ pub struct HitDecision {
     pub rejected_by: Option<&'static str>,
 }
 
+/// How far under the similarity threshold a pair that differs only on the surface
+/// (typos, casing, spelling) may still be verified: a typo in a short request moves
+/// its embedding a long way.
+pub const SURFACE_MARGIN: f32 = 0.15;
+
 /// The one decision rule the live cache and `triage cache explain` share.
 pub fn decide_hit(stored: &str, new: &str, similarity: f32, threshold: f32) -> HitDecision {
-    if similarity < threshold {
+    let surface = || similarity >= threshold - SURFACE_MARGIN && surface_variant(stored, new);
+    if similarity < threshold && !surface() {
         return HitDecision {
             hit: false,
             similarity,
@@ -505,7 +511,7 @@ impl SemanticCache {
                 if rejected.is_none() {
                     rejected = Some(d);
                 }
-                if sim < threshold {
+                if sim < threshold - SURFACE_MARGIN {
                     break;
                 }
             }
