@@ -1801,6 +1801,8 @@ struct Features {
     words: BTreeSet<String>,
     /// Programming languages the request implies by its tools ("pip" → Python).
     implied_languages: BTreeSet<String>,
+    /// What the request's opening question word asks for ("who" → a person).
+    question: Option<&'static str>,
     /// Numbers that came from a weak number word: (number, word as written).
     weak: Vec<(String, String)>,
     antonym_words: BTreeSet<String>,
@@ -1896,8 +1898,27 @@ fn features(s: &str) -> Features {
             f.marked.push(Marked::Boundary);
         }
         if lex.markers.contains(w) {
-            f.markers.insert(w.to_string());
-            f.marked.push(Marked::Marker(w.to_string()));
+            // "from the host into a container" / "from a container to the host": one
+            // relation word for a motion towards.
+            let m = match w {
+                "into" | "onto" | "towards" | "toward" => "to",
+                _ => w,
+            };
+            f.markers.insert(m.to_string());
+            f.marked.push(Marked::Marker(m.to_string()));
+        } else if let Some(m) = CAUSAL
+            .iter()
+            .find(|(v, _)| *v == w)
+            .map(|(_, m)| *m)
+            .filter(|_| next != "by")
+        {
+            // "does inflation cause rising rates" / "do rising rates cause inflation":
+            // cause and effect swapped. (The passive "caused by" reads backwards, so
+            // it marks nothing.)
+            f.marked.push(Marked::Marker(m.to_string()));
+        }
+        if (k == 0 || t.boundary) && f.question.is_none() {
+            f.question = question_kind(w, next);
         }
         if t.numeric && identifier(w) {
             // "2FA", "x86", "mp3", "h264": a name, not a quantity. Compared as written.
@@ -1934,7 +1955,7 @@ fn features(s: &str) -> Features {
         }
         number_last = false;
         // "combine them into one": a pronoun closing its clause, not a count.
-        if w == "one" && tokens.get(k + 1).is_none_or(|n| n.boundary) {
+        if w == "one" && (prev_word == "into" || tokens.get(k + 1).is_none_or(|n| n.boundary)) {
             continue;
         }
         if next == "times" && (t.numeric || lex.numbers.contains_key(w)) {
@@ -2005,10 +2026,11 @@ fn features(s: &str) -> Features {
         // "in the fall" is autumn; "fall asleep" is not.
         if matches!(w, "fall" | "autumn")
             && (w == "autumn"
-                || matches!(
-                    prev_word.as_str(),
-                    "the" | "this" | "next" | "of" | "during" | "every" | "early" | "late"
-                ))
+                || next != "of"
+                    && matches!(
+                        prev_word.as_str(),
+                        "the" | "this" | "next" | "of" | "during" | "every" | "early" | "late"
+                    ))
         {
             f.datetime.insert("autumn".to_string());
             f.marked.push(Marked::Word("autumn".to_string()));
@@ -2038,11 +2060,18 @@ fn features(s: &str) -> Features {
             continue;
         }
         let one = singular(w);
+        let after_number = number_last_token(&tokens, k);
         if let Some(u) = lex
             .units
             .get(w)
             .or_else(|| lex.units.get(stemmed.as_str()))
             .or_else(|| lex.units.get(one.as_str()))
+            .or_else(|| {
+                w.strip_suffix('s')
+                    .filter(|b| b.chars().count() >= 4)
+                    .and_then(|b| lex.units.get(b))
+            })
+            .filter(|_| after_number || !AMBIGUOUS_UNITS.contains(&w))
         {
             f.units.insert((*u).to_string());
             {
@@ -2096,6 +2125,24 @@ fn features(s: &str) -> Features {
         } else if lex.antonym_words.contains(stemmed.as_str()) {
             f.antonym_words.insert(stemmed.clone());
         }
+        // "I've", "they're", "we'll": a pronoun with a verb attached.
+        if w.split_once('\'').is_some_and(|(p, _)| {
+            matches!(
+                p,
+                "i" | "you"
+                    | "we"
+                    | "they"
+                    | "he"
+                    | "she"
+                    | "it"
+                    | "that"
+                    | "there"
+                    | "who"
+                    | "what"
+            )
+        }) {
+            continue;
+        }
         if t.proper && !lex.languages.contains(w) {
             // Names stay exactly as written: no filler, stem or synonym applies.
             {
@@ -2131,6 +2178,51 @@ fn features(s: &str) -> Features {
         }
     }
     f
+}
+
+/// Unit symbols that are also everyday words ("a bit", "mi casa", "in"): units only
+/// right after a number.
+const AMBIGUOUS_UNITS: &[&str] = &[
+    "bit", "bits", "mi", "in", "pt", "m", "s", "g", "t", "l", "foot",
+];
+
+/// Whether the token before `k` is a number ("32 bit", "5 mi").
+fn number_last_token(tokens: &[Token], k: usize) -> bool {
+    k > 0 && (tokens[k - 1].numeric || lexicon().numbers.contains_key(tokens[k - 1].text.as_str()))
+}
+
+/// Verbs of cause and effect, with the relation they name.
+const CAUSAL: &[(&str, &str)] = &[
+    ("cause", "cause"),
+    ("causes", "cause"),
+    ("caused", "cause"),
+    ("causing", "cause"),
+    ("affect", "affect"),
+    ("affects", "affect"),
+    ("affected", "affect"),
+    ("influence", "influence"),
+    ("influences", "influence"),
+];
+
+/// What a question that opens with a question word asks for: a person, a time, a
+/// place, a reason or a quantity. "What" and "how" ask for anything.
+fn question_kind(w: &str, next: &str) -> Option<&'static str> {
+    Some(match (w, next) {
+        ("who" | "whom" | "whose" | "who's", _) => "person",
+        // "When was it painted?" asks for a time; "When training, how many…" does
+        // not.
+        (
+            "when",
+            "is" | "was" | "are" | "were" | "does" | "do" | "did" | "will" | "can" | "should"
+            | "would" | "could" | "has" | "have",
+        )
+        | ("when's", _)
+        | ("what", "time" | "year" | "date" | "day") => "time",
+        ("where" | "where's", _) => "place",
+        ("why" | "why's", _) => "reason",
+        ("how", "many" | "much") => "quantity",
+        _ => return None,
+    })
 }
 
 /// Words a negation looks past to find what it negates.
@@ -2702,6 +2794,12 @@ pub fn verify_at(a: &str, b: &str, similarity: f32) -> Result<(), Mismatch> {
             );
         }
     }
+    if let (Some(x), Some(y)) = (fa.question, fb.question) {
+        // "Who painted the Mona Lisa?" / "When was the Mona Lisa painted?"
+        if x != y {
+            return miss("content", format!("asks for a {x} vs a {y}"));
+        }
+    }
     if let Some((x, y)) = opposed(&fa.antonym_words, &fb.antonym_words) {
         return miss("antonym", format!("{x:?} vs {y:?}"));
     }
@@ -2829,7 +2927,7 @@ pub fn verify_at(a: &str, b: &str, similarity: f32) -> Result<(), Mismatch> {
         .map(|(_, raw)| if common(raw) { 1 } else { RARE_WORD_WEIGHT })
         .sum::<usize>()
         + number_changes;
-    if unexplained > allowed || 4 * unexplained > 3 * content_words {
+    if unexplained > allowed || unexplained > content_words {
         return content_miss(&format!(
             " ({unexplained} of {content_words} words unexplained at similarity \
              {similarity:.3}, {allowed} allowed)"
@@ -2847,10 +2945,10 @@ const RARE_WORD_WEIGHT: usize = 2;
 const ONE_SIDED_ALLOWANCE: usize = 2;
 
 fn rewording_allowance(similarity: f32) -> usize {
-    if similarity.is_nan() || similarity < 0.72 {
+    if similarity.is_nan() || similarity < 0.70 {
         return 0;
     }
-    (((similarity.min(1.0) - 0.72) / 0.015) as usize + 1).min(9)
+    (((similarity.min(1.0) - 0.70) / 0.015) as usize + 1).min(9)
 }
 
 /// A word of the embedding model's vocabulary (about 23,000 whole English words), in
@@ -2901,8 +2999,10 @@ fn fold_variants(
     while i < a.len() {
         let ra = a[i].1.clone();
         let found = b.iter().position(|(_, rb)| {
-            // Two names differ when they differ at all ("Alien" / "Aliens").
-            !(proper_a.contains(&ra) && proper_b.contains(rb))
+            // Two names differ when they differ at all ("Alien" / "Aliens"), but
+            // for a possessive ("Canada" / "Canada's").
+            (!(proper_a.contains(&ra) && proper_b.contains(rb))
+                || ra.trim_end_matches("'s") == rb.trim_end_matches("'s"))
                 && (key(&ra) == key(rb)
                     || american(&ra) == american(rb)
                     || transliterate(&ra) == transliterate(rb)
@@ -3051,8 +3151,6 @@ const TASKS: &[(&str, &str)] = &[
     ("antonyms", "antonym"),
     ("pronounce", "pronounce"),
     ("pronunciation", "pronounce"),
-    ("spell", "spell"),
-    ("spelling", "spell"),
     ("list", "list"),
     ("enumerate", "list"),
     ("compare", "compare"),
@@ -3085,12 +3183,20 @@ const TASKS: &[(&str, &str)] = &[
     ("write", "write"),
     ("draft", "write"),
     ("compose", "write"),
+    ("analogy", "analogy"),
+    ("analogies", "analogy"),
+    ("count", "count"),
+    ("tally", "count"),
+    ("sum", "sum"),
+    ("average", "average"),
+    ("avg", "average"),
+    ("median", "median"),
 ];
 
 /// Tasks that a request cannot gain on one side without changing what is asked
 /// ("what does 'ephemeral' mean?" / "use 'ephemeral' in a sentence"). Others, such
 /// as "explain" or "summarize", often just make a question's request explicit.
-const ADDED_TASKS: &[&str] = &["example", "synonym", "antonym", "pronounce", "spell"];
+const ADDED_TASKS: &[&str] = &["example", "synonym", "antonym", "pronounce", "analogy"];
 
 /// The tasks named by a side's unexplained words, judged on the word as written,
 /// inflected ("summarized", "translating") or not.
@@ -3099,10 +3205,13 @@ fn tasks_of(side: &[&Leftover], all_words: &BTreeSet<String>) -> BTreeSet<&'stat
     let lex = lexicon();
     let mut out = BTreeSet::new();
     for (c, raw) in side {
-        if lex.frames.contains(raw.as_str()) || lex.frames.contains(c.as_str()) {
+        let w = raw.as_str();
+        // A question frame ("explain", "describe") names no task of its own; "count"
+        // frames a question too, but not against "sum".
+        let frame = lex.frames.contains(w) || lex.frames.contains(c.as_str());
+        if frame && !matches!(w, "count" | "counts" | "counted" | "counting") {
             continue;
         }
-        let w = raw.as_str();
         let mut forms = vec![w.to_string()];
         for suf in ["ing", "ed", "d", "s", "es"] {
             if let Some(b) = w.strip_suffix(suf) {
@@ -3118,6 +3227,21 @@ fn tasks_of(side: &[&Leftover], all_words: &BTreeSet<String>) -> BTreeSet<&'stat
     let has = |w: &str| side.iter().any(|(_, raw)| raw == w);
     if has("sentence") && all_words.contains("use") {
         out.insert("example");
+    }
+    // How fine-grained the answer is: "line by line", "step by step", "at a high
+    // level".
+    if all_words.contains("by") {
+        if has("line") {
+            out.insert("line by line");
+        }
+        if has("step") || has("steps") {
+            out.insert("step by step");
+        }
+    }
+    if (has("level") && (all_words.contains("high") || all_words.contains("low")))
+        || ((has("high") || has("low")) && all_words.contains("level"))
+    {
+        out.insert("level of detail");
     }
     out
 }
