@@ -1,8 +1,11 @@
 //! The cache's hit decision on the labeled pair sets in tests/fixtures/cache_pairs/:
 //! `dev.jsonl` (used while writing the guards), `test.jsonl` (another writer's, for
-//! confirming) and `holdout.jsonl` (a third writer's, written before the rewording
-//! allowance and never tuned on). Prints the per-kind table; asserts the false-hit
-//! ceiling and a hit-rate floor a little under each set's current rate.
+//! confirming), `holdout.jsonl` (a third writer's), and `blind1.jsonl` /
+//! `blind2.jsonl` (written by two more sessions that never saw the guards; blind2 was
+//! scored once before its four false hits were looked at). Prints the per-kind
+//! table; asserts the false-hit ceiling of 1% of hard negatives, that at least half
+//! of the real rewordings are served, and a floor a little under each set's current
+//! rates.
 
 use std::collections::BTreeMap;
 
@@ -19,7 +22,16 @@ struct Pair {
     kind: String,
 }
 
-fn score(file: &str, embedder: &Embedder, threshold: f32) -> (f64, f64) {
+struct Rates {
+    /// Share of all true pairs (rewordings and surface variants) served.
+    true_pairs: f64,
+    /// Share of the rewordings alone ("paraphrase") served.
+    paraphrases: f64,
+    /// Share of the hard negatives served.
+    false_hits: f64,
+}
+
+fn score(file: &str, embedder: &Embedder, threshold: f32) -> Rates {
     let path = format!(
         "{}/tests/fixtures/cache_pairs/{file}",
         env!("CARGO_MANIFEST_DIR")
@@ -32,6 +44,7 @@ fn score(file: &str, embedder: &Embedder, threshold: f32) -> (f64, f64) {
         .collect();
     let mut by_kind: BTreeMap<&str, (usize, usize)> = BTreeMap::new();
     let (mut pos, mut pos_hit, mut neg, mut neg_hit) = (0, 0, 0, 0);
+    let (mut para, mut para_hit) = (0, 0);
     for chunk in pairs.chunks(32) {
         let texts: Vec<&str> = chunk
             .iter()
@@ -44,6 +57,10 @@ fn score(file: &str, embedder: &Embedder, threshold: f32) -> (f64, f64) {
             let e = by_kind.entry(p.kind.as_str()).or_default();
             e.0 += 1;
             e.1 += usize::from(d.hit);
+            if p.kind == "paraphrase" {
+                para += 1;
+                para_hit += usize::from(d.hit);
+            }
             if p.hit {
                 pos += 1;
                 pos_hit += usize::from(d.hit);
@@ -57,32 +74,50 @@ fn score(file: &str, embedder: &Embedder, threshold: f32) -> (f64, f64) {
     for (k, (n, h)) in &by_kind {
         eprintln!("  {k:<11} {h:>4}/{n:<4} served from cache");
     }
-    let hit_rate = pos_hit as f64 / pos as f64;
-    let false_rate = neg_hit as f64 / neg as f64;
+    let r = Rates {
+        true_pairs: pos_hit as f64 / pos as f64,
+        paraphrases: para_hit as f64 / para as f64,
+        false_hits: neg_hit as f64 / neg as f64,
+    };
     eprintln!(
-        "  true pairs served {:.1}%, hard negatives served {:.2}%",
-        hit_rate * 100.0,
-        false_rate * 100.0
+        "  rewordings served {:.1}%, all true pairs {:.1}%, hard negatives served {:.2}%",
+        r.paraphrases * 100.0,
+        r.true_pairs * 100.0,
+        r.false_hits * 100.0
     );
-    (hit_rate, false_rate)
+    r
 }
 
 #[test]
 fn false_hits_stay_under_one_percent_on_every_pair_set() {
     let cfg = Config::default();
     let embedder = Embedder::load(&embed_options(&cfg).unwrap()).unwrap();
-    // (file, hit-rate floor): measured 59.9%, 53.7% and 79.9% of true pairs served.
-    for (file, min_hit_rate) in [
-        ("dev.jsonl", 0.57),
-        ("test.jsonl", 0.51),
-        ("holdout.jsonl", 0.75),
+    // (file, floor on rewordings, floor on all true pairs), a little under what
+    // each set measures now: rewordings 65.9%, 65.8%, 89.9%, 55.6%, 52.4%; all true
+    // pairs 73.2%, 73.2%, 91.9%, 65.2%, 60.0%.
+    for (file, min_paraphrases, min_true_pairs) in [
+        ("dev.jsonl", 0.63_f64, 0.70),
+        ("test.jsonl", 0.63, 0.70),
+        ("holdout.jsonl", 0.87, 0.89),
+        ("blind1.jsonl", 0.53, 0.62),
+        ("blind2.jsonl", 0.50, 0.57),
     ] {
-        let (hit_rate, false_rate) = score(file, &embedder, cfg.cache.similarity);
-        assert!(false_rate <= 0.01, "{file}: false-hit rate {false_rate}");
-        // Rewordings, not only surface variants, must be served.
+        let r = score(file, &embedder, cfg.cache.similarity);
         assert!(
-            hit_rate >= min_hit_rate,
-            "{file}: hit rate {hit_rate} under {min_hit_rate}"
+            r.false_hits <= 0.01,
+            "{file}: false-hit rate {}",
+            r.false_hits
+        );
+        // Rewordings, not only surface variants, must be served: at least half.
+        assert!(
+            r.paraphrases >= min_paraphrases.max(0.5),
+            "{file}: rewordings served {} under {min_paraphrases}",
+            r.paraphrases
+        );
+        assert!(
+            r.true_pairs >= min_true_pairs,
+            "{file}: true pairs served {} under {min_true_pairs}",
+            r.true_pairs
         );
     }
 }

@@ -777,6 +777,20 @@ mod tests {
     }
 
     #[test]
+    fn typo_only_pairs_are_verified_a_little_under_the_threshold() {
+        let (a, b) = (
+            "Where can I find my order history?",
+            "where can i find my order histroy",
+        );
+        // A typo moved the embedding under the threshold: still the same words.
+        assert!(decide_hit(a, b, 0.62, 0.70).hit);
+        // Not that far under, and not for another word.
+        assert!(!decide_hit(a, b, 0.50, 0.70).hit);
+        let d = decide_hit(a, "Where can I find my order number?", 0.62, 0.70);
+        assert_eq!(d.rejected_by, Some("similarity"));
+    }
+
+    #[test]
     fn exact_duplicate_does_not_panic_and_hits() {
         let cache = SemanticCache::in_memory(CacheConfig::default());
         cache.rebuild_index();

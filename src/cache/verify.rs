@@ -1882,10 +1882,11 @@ fn features(s: &str) -> Features {
     // The previous token was a number (for "three eighths").
     let mut number_last = false;
     let tokens = join_compounds(tokenize(s));
-    // "two times" is "twice": the "times" is read with its number.
-    let mut skip_times = false;
+    // A word read with the one before it: "two times" is "twice", "40 years old" is
+    // an age.
+    let mut skip_next = false;
     for (k, t) in tokens.iter().enumerate() {
-        if std::mem::take(&mut skip_times) {
+        if std::mem::take(&mut skip_next) {
             continue;
         }
         let next = tokens.get(k + 1).map_or("", |n| n.text.as_str());
@@ -1964,7 +1965,7 @@ fn features(s: &str) -> Features {
             *f.numbers.entry(v.clone()).or_default() += 1;
             f.marked.push(Marked::Word(v.clone()));
             f.sequence.push(v);
-            skip_times = true;
+            skip_next = true;
             continue;
         }
         if t.numeric {
@@ -2006,12 +2007,17 @@ fn features(s: &str) -> Features {
         }
         // "40-year-old", "3 years old": an age, not a period of time.
         if next == "old" && lex.durations.contains_key(w) {
+            skip_next = true;
             continue;
         }
         // "daily", "per month", "every week": a rate.
         if let Some(d) = RATE_WORDS.iter().find(|(r, _)| *r == w).map(|(_, d)| *d) {
             f.rates.insert(d.to_string());
             f.durations.insert(d.to_string());
+            continue;
+        }
+        // "the most recent commit" is the last one.
+        if w == "most" && matches!(next, "recent" | "recently") {
             continue;
         }
         // "last" names a time only before one ("last week", "last Monday"); "my
@@ -3709,5 +3715,236 @@ mod tests {
             .map(|m| m.kind),
             Some("unit")
         );
+    }
+
+    #[test]
+    fn a_negation_decides_only_against_its_word_said_plainly() {
+        let kind_at = |a: &str, b: &str, sim: f32| verify_at(a, b, sim).err().map(|m| m.kind);
+        // The negated word is on the other side, said plainly: polarity flipped.
+        for (a, b) in [
+            (
+                "Foods that contain gluten",
+                "Foods that don't contain gluten",
+            ),
+            (
+                "Can I run the dishwasher with detergent?",
+                "Can I run the dishwasher without detergent?",
+            ),
+            (
+                "Is it safe to eat raw eggs?",
+                "Is it not safe to eat raw eggs?",
+            ),
+        ] {
+            assert_eq!(kind_at(a, b, 0.99), Some("negation"), "{a} / {b}");
+        }
+        // A negation that is part of a rewording, or a tag that negates nothing.
+        for (a, b) in [
+            (
+                "How do I check if an array is empty in JavaScript?",
+                "In JavaScript, how do I check whether an array has no elements?",
+            ),
+            (
+                "Is it worth paying off my mortgage early?",
+                "Should I pay off my mortgage early or not?",
+            ),
+        ] {
+            assert_ne!(kind_at(a, b, 0.95), Some("negation"), "{a} / {b}");
+        }
+    }
+
+    #[test]
+    fn another_task_or_question_kind_on_the_same_subject_misses() {
+        let kind_at = |a: &str, b: &str, sim: f32| verify_at(a, b, sim).err().map(|m| m.kind);
+        for (a, b) in [
+            (
+                "Summarize this article in bullet points.",
+                "Translate this article into bullet points.",
+            ),
+            (
+                "Define the word 'metaphor'.",
+                "Give me an example of a metaphor.",
+            ),
+            (
+                "What does 'ephemeral' mean?",
+                "Use 'ephemeral' in a sentence.",
+            ),
+            (
+                "Explain this code line by line.",
+                "Explain what this code does at a high level.",
+            ),
+            (
+                "SQL: count the number of orders per customer",
+                "SQL: sum the order amounts per customer",
+            ),
+            (
+                "Who painted the Mona Lisa?",
+                "When was the Mona Lisa painted?",
+            ),
+            ("Where was Mozart born?", "When was Mozart born?"),
+        ] {
+            assert_eq!(kind_at(a, b, 0.99), Some("content"), "{a} / {b}");
+        }
+        // The same task said two ways, and a clause opened by "when".
+        for (a, b, sim) in [
+            (
+                "Summarize the causes of World War I.",
+                "Give me a summary of what caused World War I.",
+                0.9,
+            ),
+            (
+                "How many rest days per week should I take when lifting weights?",
+                "When lifting weights, how many rest days per week should I take?",
+                0.97,
+            ),
+        ] {
+            assert_eq!(kind_at(a, b, sim), None, "{a} / {b}");
+        }
+    }
+
+    #[test]
+    fn cause_and_motion_have_a_direction() {
+        let kind_at = |a: &str, b: &str, sim: f32| verify_at(a, b, sim).err().map(|m| m.kind);
+        for (a, b) in [
+            (
+                "Does inflation cause interest rates to rise?",
+                "Do rising interest rates cause inflation?",
+            ),
+            (
+                "How do I copy files from a Docker container to the host?",
+                "How do I copy files from the host into a Docker container?",
+            ),
+        ] {
+            assert_eq!(kind_at(a, b, 0.99), Some("direction"), "{a} / {b}");
+        }
+        // A cause said once marks no relation to swap.
+        assert_ne!(
+            kind_at("What causes the seasons?", "Why do we have seasons?", 0.95),
+            Some("direction")
+        );
+    }
+
+    #[test]
+    fn everyday_wording_is_not_a_quantity_time_unit_or_language() {
+        let kind_at = |a: &str, b: &str, sim: f32| verify_at(a, b, sim).err().map(|m| m.kind);
+        for (a, b) in [
+            // British and American spelling.
+            (
+                "What colour is a ripe mango?",
+                "What color is a ripe mango?",
+            ),
+            (
+                "How do I organise my closet?",
+                "How do I organize my closet?",
+            ),
+            // "last" as the most recent one; a rate said two ways; an age.
+            (
+                "How do I undo my last commit in git?",
+                "How do I undo the most recent commit in git?",
+            ),
+            (
+                "How much water should I drink per day?",
+                "How much water should I drink daily?",
+            ),
+            (
+                "I'm 40 and want to start running. How should I begin?",
+                "I'm 40 years old and want to start running. How should I begin?",
+            ),
+            // A language its tools imply.
+            (
+                "How do I install a package with pip?",
+                "How do I install a Python package with pip?",
+            ),
+            // "into one" and "two times"; pronoun contractions.
+            (
+                "How do I merge two dictionaries in Python?",
+                "How do I merge two dictionaries into one in Python?",
+            ),
+            (
+                "Why does my useEffect run twice?",
+                "Why does my useEffect run two times?",
+            ),
+            (
+                "I've started a new job. Write a LinkedIn post about it.",
+                "I started a new job. Write a LinkedIn post about it.",
+            ),
+        ] {
+            assert_eq!(kind_at(a, b, 0.9), None, "{a} / {b}");
+        }
+        // "go" the verb and a nationality are no languages.
+        for (a, b) in [
+            (
+                "When is the best time to go to Iceland?",
+                "When should I travel to Iceland?",
+            ),
+            (
+                "Do I need a visa for Japan as a US citizen?",
+                "As an American, do I need a visa for Japan?",
+            ),
+        ] {
+            assert_ne!(kind_at(a, b, 0.9), Some("language"), "{a} / {b}");
+        }
+        // "a bit" is no unit.
+        assert_ne!(
+            kind_at(
+                "I'm a bit overweight. How should I start running?",
+                "I am somewhat overweight. How should I start running?",
+                0.9
+            ),
+            Some("unit")
+        );
+        // ... while the real thing still decides.
+        assert_eq!(
+            kind_at(
+                "Is a 32 bit build faster?",
+                "Is a 64 bit build faster?",
+                0.99
+            ),
+            Some("number")
+        );
+        assert_eq!(
+            kind_at("Write this in Go", "Write this in Rust", 0.99),
+            Some("language")
+        );
+        assert_eq!(
+            kind_at(
+                "Proofread this for American English spelling.",
+                "Proofread this for British English spelling.",
+                0.99
+            ),
+            Some("language")
+        );
+        assert_eq!(
+            kind_at(
+                "What did I spend last week?",
+                "What did I spend this week?",
+                0.99
+            ),
+            Some("datetime")
+        );
+        assert_eq!(
+            kind_at(
+                "Who was the band's drummer?",
+                "Who were the band's drummers?",
+                0.99
+            ),
+            Some("content")
+        );
+    }
+
+    #[test]
+    fn surface_variants_are_the_same_words_up_to_typos_and_spelling() {
+        assert!(surface_variant(
+            "Where can I find my order history?",
+            "where can i find my order histroy"
+        ));
+        assert!(surface_variant(
+            "What is the theatre district in New York called?",
+            "what is the theater district in new york called"
+        ));
+        assert!(!surface_variant(
+            "Where can I find my order history?",
+            "Where can I find my order number?"
+        ));
+        assert!(!surface_variant("Hi there", "Hi thre"));
     }
 }
