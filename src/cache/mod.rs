@@ -16,6 +16,7 @@
 pub mod index;
 pub mod store;
 pub mod verify;
+pub mod words;
 
 use std::collections::HashMap;
 use std::path::Path;
@@ -27,7 +28,11 @@ use serde::Serialize;
 
 pub use index::{ScopeIndex, TopK};
 pub use store::{CachedAnswer, EntryRecord, Record, Store, StoreError};
-pub use verify::{surface_variant, verify, verify_at, Mismatch, MISMATCH_KINDS};
+pub use verify::{
+    surface_variant, verify, verify_at, verify_with, Mismatch, WordVectors, MISMATCH_KINDS,
+    WORD_MATCH,
+};
+pub use words::ModelWords;
 
 use crate::config::CacheConfig;
 
@@ -46,8 +51,20 @@ pub struct HitDecision {
 /// its embedding a long way.
 pub const SURFACE_MARGIN: f32 = 0.15;
 
-/// The one decision rule the live cache and `triage cache explain` share.
+/// The one decision rule the live cache and `triage cache explain` share, with the
+/// embedding model's word vectors where they have them.
 pub fn decide_hit(stored: &str, new: &str, similarity: f32, threshold: f32) -> HitDecision {
+    decide_hit_with(stored, new, similarity, threshold, None)
+}
+
+/// [`decide_hit`] with word vectors for pairing off reworded words.
+pub fn decide_hit_with(
+    stored: &str,
+    new: &str,
+    similarity: f32,
+    threshold: f32,
+    words: Option<&dyn WordVectors>,
+) -> HitDecision {
     let surface = || similarity >= threshold - SURFACE_MARGIN && surface_variant(stored, new);
     if similarity < threshold && !surface() {
         return HitDecision {
@@ -57,7 +74,7 @@ pub fn decide_hit(stored: &str, new: &str, similarity: f32, threshold: f32) -> H
             rejected_by: Some("similarity"),
         };
     }
-    match verify_at(stored, new, similarity) {
+    match verify_with(stored, new, similarity, words) {
         Ok(()) => HitDecision {
             hit: true,
             similarity,
@@ -254,6 +271,8 @@ pub struct SemanticCache {
     store: Option<Mutex<Store>>,
     pub stats: CacheStats,
     clock: Box<dyn Fn() -> u64 + Send + Sync>,
+    /// The embedding model's word vectors, for hit verification (set by `serve`).
+    words: std::sync::OnceLock<Arc<dyn WordVectors>>,
 }
 
 fn unix_now() -> u64 {
@@ -363,7 +382,14 @@ impl SemanticCache {
             cfg,
             stats: CacheStats::default(),
             clock,
+            words: std::sync::OnceLock::new(),
         }
+    }
+
+    /// Lets hit verification pair off reworded words by the model's word vectors, as
+    /// `triage cache explain` does. Set once; later calls are ignored.
+    pub fn set_word_vectors(&self, words: Arc<dyn WordVectors>) {
+        let _ = self.words.set(words);
     }
 
     /// Replaces the clock (tests cross TTLs without sleeping).
@@ -493,30 +519,47 @@ impl SemanticCache {
     /// Looks for a stored answer that serves `text` (embedded as `vector`).
     pub fn lookup(&self, scope: &[u8; 16], text: &str, vector: &[f32], threshold: f32) -> Lookup {
         let now = (self.clock)();
-        let mut rejected: Option<HitDecision> = None;
-        let hit = {
+        // The candidates' texts are read under the lock; the decision, which may
+        // embed a few words, runs outside it.
+        let candidates: Vec<(u64, String, f32)> = {
             let inner = self.inner.read();
-            let mut hit = None;
             let found = self.candidates(&inner, scope, vector, now, self.cfg.ef_search);
+            let mut out = Vec::new();
             for &(id, sim) in found.as_slice() {
                 let Some(e) = inner.entries.get(&id) else {
                     continue;
                 };
                 let sim = sim.clamp(-1.0, 1.0);
-                let d = decide_hit(&e.rec.text, text, sim, threshold);
-                if d.hit {
-                    hit = Some((id, e.rec.answer.clone(), sim));
-                    break;
-                }
-                if rejected.is_none() {
-                    rejected = Some(d);
-                }
+                out.push((id, e.rec.text.clone(), sim));
                 if sim < threshold - SURFACE_MARGIN {
                     break;
                 }
             }
-            hit
+            out
         };
+        let words = self.words.get().map(|w| w.as_ref());
+        let mut rejected: Option<HitDecision> = None;
+        let mut hit = None;
+        for (id, stored, sim) in candidates {
+            let d = decide_hit_with(&stored, text, sim, threshold, words);
+            if d.hit {
+                // Gone since (evicted, purged): try the next one.
+                if let Some(answer) = self
+                    .inner
+                    .read()
+                    .entries
+                    .get(&id)
+                    .map(|e| e.rec.answer.clone())
+                {
+                    hit = Some((id, answer, sim));
+                    break;
+                }
+                continue;
+            }
+            if rejected.is_none() {
+                rejected = Some(d);
+            }
+        }
         match hit {
             Some((id, answer, similarity)) => {
                 self.inner.write().lru.get(&id);

@@ -784,6 +784,324 @@ const ANTONYMS: &[(&str, &str)] = &[
     ("mac", "linux"),
     ("ios", "android"),
     ("iphone", "android"),
+    // General antonyms (a second list, written apart from the pair sets).
+    ("soft", "hard"),
+    ("softer", "harder"),
+    ("softest", "hardest"),
+    ("thick", "thin"),
+    ("thicker", "thinner"),
+    ("wide", "narrow"),
+    ("wider", "narrower"),
+    ("bigger", "smaller"),
+    ("larger", "smaller"),
+    ("longer", "shorter"),
+    ("tall", "short"),
+    ("lighter", "darker"),
+    ("hottest", "coldest"),
+    ("strengths", "weaknesses"),
+    ("deep", "shallow"),
+    ("loud", "quiet"),
+    ("rich", "poor"),
+    ("easier", "harder"),
+    ("good", "bad"),
+    ("better", "worse"),
+    ("right", "wrong"),
+    ("truthy", "falsy"),
+    ("sharp", "dull"),
+    ("clean", "dirty"),
+    ("tight", "loose"),
+    ("introvert", "extrovert"),
+    ("formal", "casual"),
+    ("qualitative", "quantitative"),
+    ("singular", "plural"),
+    ("synonym", "antonym"),
+    ("synonyms", "antonyms"),
+    ("common", "rare"),
+    ("temporary", "permanent"),
+    ("manual", "automatic"),
+    ("required", "optional"),
+    ("domestic", "international"),
+    ("earlier", "later"),
+    ("earliest", "latest"),
+    ("yesterday", "tomorrow"),
+    ("beginner", "advanced"),
+    ("senior", "junior"),
+    ("major", "minor"),
+    ("sharp", "flat"),
+    ("even", "odd"),
+    ("active", "passive"),
+    ("acute", "chronic"),
+    ("benign", "malignant"),
+    ("systolic", "diastolic"),
+    ("dominant", "recessive"),
+    ("adults", "children"),
+    ("sweet", "savory"),
+    ("raw", "cooked"),
+    ("crispy", "chewy"),
+    ("crunchy", "smooth"),
+    ("mild", "spicy"),
+    ("lean", "fatty"),
+    ("fine", "coarse"),
+    ("moist", "dry"),
+    ("fresh", "stale"),
+    ("fresh", "frozen"),
+    ("frozen", "thawed"),
+    ("firm", "soft"),
+    ("overripe", "underripe"),
+    ("caffeinated", "decaffeinated"),
+    ("inner", "outer"),
+    ("interior", "exterior"),
+    ("indoor", "outdoor"),
+    ("indoors", "outdoors"),
+    ("foreground", "background"),
+    ("clockwise", "anticlockwise"),
+    ("upstairs", "downstairs"),
+    ("upstream", "downstream"),
+    ("ceiling", "floor"),
+    ("beginning", "end"),
+    ("start", "finish"),
+    ("morning", "evening"),
+    ("weekday", "weekend"),
+    ("nearest", "farthest"),
+    ("nearsighted", "farsighted"),
+    ("ascend", "descend"),
+    ("many", "few"),
+    ("maximized", "minimized"),
+    ("majority", "minority"),
+    ("surplus", "deficit"),
+    ("double", "halve"),
+    ("overrated", "underrated"),
+    ("overvalued", "undervalued"),
+    ("overpriced", "underpriced"),
+    ("overbought", "oversold"),
+    ("overestimate", "underestimate"),
+    ("overestimated", "underestimated"),
+    ("overpay", "underpay"),
+    ("overpaid", "underpaid"),
+    ("overcook", "undercook"),
+    ("overcooked", "undercooked"),
+    ("overactive", "underactive"),
+    ("overfitting", "underfitting"),
+    ("overflow", "underflow"),
+    ("overwatering", "underwatering"),
+    ("outperform", "underperform"),
+    ("hyperthyroid", "hypothyroid"),
+    ("hyperglycemic", "hypoglycemic"),
+    ("hyperkalemia", "hypokalemia"),
+    ("hypernatremia", "hyponatremia"),
+    ("hyperthermia", "hypothermia"),
+    ("tachycardia", "bradycardia"),
+    ("macroeconomics", "microeconomics"),
+    ("superclass", "subclass"),
+    ("superset", "subset"),
+    ("prenatal", "postnatal"),
+    ("preoperative", "postoperative"),
+    ("prepend", "append"),
+    ("inpatient", "outpatient"),
+    ("inflow", "outflow"),
+    ("online", "offline"),
+    ("uptime", "downtime"),
+    ("upside", "downside"),
+    ("upvote", "downvote"),
+    ("upscaling", "downscaling"),
+    ("endothermic", "exothermic"),
+    ("intrinsic", "extrinsic"),
+    ("implicit", "explicit"),
+    ("homozygous", "heterozygous"),
+    ("homogeneous", "heterogeneous"),
+    ("sympathetic", "parasympathetic"),
+    ("aerobic", "anaerobic"),
+    ("symmetric", "asymmetric"),
+    ("encrypts", "decrypts"),
+    ("encrypting", "decrypting"),
+    ("encrypted", "decrypted"),
+    ("encryption", "decryption"),
+    ("encoding", "decoding"),
+    ("encoded", "decoded"),
+    ("compressed", "decompressed"),
+    ("compression", "decompression"),
+    ("serialization", "deserialization"),
+    ("enqueue", "dequeue"),
+    ("enables", "disables"),
+    ("enabling", "disabling"),
+    ("enabled", "disabled"),
+    ("activate", "deactivate"),
+    ("activated", "deactivated"),
+    ("select", "deselect"),
+    ("attach", "detach"),
+    ("attached", "detached"),
+    ("allocate", "deallocate"),
+    ("constructor", "destructor"),
+    ("hydrate", "dehydrate"),
+    ("hydrated", "dehydrated"),
+    ("hydration", "dehydration"),
+    ("humidifier", "dehumidifier"),
+    ("uploads", "downloads"),
+    ("uploading", "downloading"),
+    ("uploaded", "downloaded"),
+    ("upgraded", "downgraded"),
+    ("importing", "exporting"),
+    ("imported", "exported"),
+    ("inhale", "exhale"),
+    ("inhaling", "exhaling"),
+    ("inhaled", "exhaled"),
+    ("inhalation", "exhalation"),
+    ("including", "excluding"),
+    ("included", "excluded"),
+    ("inclusive", "exclusive"),
+    ("increasing", "decreasing"),
+    ("increased", "decreased"),
+    ("increment", "decrement"),
+    ("inflate", "deflate"),
+    ("inflated", "deflated"),
+    ("inflation", "deflation"),
+    ("appreciation", "depreciation"),
+    ("accelerate", "decelerate"),
+    ("accelerated", "decelerated"),
+    ("acceleration", "deceleration"),
+    ("promote", "demote"),
+    ("promoted", "demoted"),
+    ("promotion", "demotion"),
+    ("hire", "fire"),
+    ("hiring", "firing"),
+    ("hired", "fired"),
+    ("deposit", "withdrawal"),
+    ("deposits", "withdrawals"),
+    ("deposited", "withdrew"),
+    ("credited", "debited"),
+    ("creditor", "debtor"),
+    ("lending", "borrowing"),
+    ("lent", "borrowed"),
+    ("lender", "borrower"),
+    ("buying", "selling"),
+    ("bought", "sold"),
+    ("buyer", "seller"),
+    ("wholesale", "retail"),
+    ("save", "spend"),
+    ("asset", "liability"),
+    ("assets", "liabilities"),
+    ("income", "expense"),
+    ("gains", "losses"),
+    ("gaining", "losing"),
+    ("gained", "lost"),
+    ("winning", "losing"),
+    ("won", "lost"),
+    ("victory", "defeat"),
+    ("succeed", "fail"),
+    ("succeeded", "failed"),
+    ("pass", "fail"),
+    ("passing", "failing"),
+    ("passed", "failed"),
+    ("accept", "decline"),
+    ("accepted", "declined"),
+    ("accepted", "rejected"),
+    ("approved", "rejected"),
+    ("allow", "forbid"),
+    ("allowed", "forbidden"),
+    ("allowed", "denied"),
+    ("allowlist", "denylist"),
+    ("whitelist", "blacklist"),
+    ("permit", "prohibit"),
+    ("permitted", "prohibited"),
+    ("grant", "revoke"),
+    ("acquire", "release"),
+    ("guilty", "innocent"),
+    ("plaintiff", "defendant"),
+    ("offense", "defense"),
+    ("opening", "closing"),
+    ("open", "closed"),
+    ("pause", "resume"),
+    ("paused", "resumed"),
+    ("freeze", "thaw"),
+    ("freezing", "thawing"),
+    ("melting", "freezing"),
+    ("heat", "cool"),
+    ("heating", "cooling"),
+    ("warming", "cooling"),
+    ("tighten", "loosen"),
+    ("tightening", "loosening"),
+    ("expand", "shrink"),
+    ("expand", "contract"),
+    ("expansion", "contraction"),
+    ("grow", "shrink"),
+    ("lengthen", "shorten"),
+    ("widen", "narrow"),
+    ("thicken", "thin"),
+    ("strengthen", "weaken"),
+    ("soften", "harden"),
+    ("lighten", "darken"),
+    ("raising", "lowering"),
+    ("rise", "fall"),
+    ("rising", "falling"),
+    ("adding", "removing"),
+    ("added", "removed"),
+    ("addition", "subtraction"),
+    ("multiplication", "division"),
+    ("numerator", "denominator"),
+    ("differentiate", "integrate"),
+    ("union", "intersection"),
+    ("create", "delete"),
+    ("creating", "deleting"),
+    ("created", "deleted"),
+    ("push", "pop"),
+    ("sent", "received"),
+    ("sender", "receiver"),
+    ("merge", "split"),
+    ("undo", "redo"),
+    ("arrivals", "departures"),
+    ("takeoff", "landing"),
+    ("enter", "exit"),
+    ("origin", "destination"),
+    ("source", "destination"),
+    ("remember", "forget"),
+    ("attract", "repel"),
+    ("absorb", "emit"),
+    ("absorption", "emission"),
+    ("evaporate", "condense"),
+    ("evaporation", "condensation"),
+    ("converge", "diverge"),
+    ("convergence", "divergence"),
+    ("concentrate", "dilute"),
+    ("concentrated", "diluted"),
+    ("constrict", "dilate"),
+    ("constricted", "dilated"),
+    ("vasoconstriction", "vasodilation"),
+    ("flexion", "extension"),
+    ("pros", "cons"),
+    ("employer", "employee"),
+    ("landlord", "tenant"),
+    ("producer", "consumer"),
+    ("predator", "prey"),
+    ("agonist", "antagonist"),
+    ("stimulant", "depressant"),
+    ("excitatory", "inhibitory"),
+    ("anabolic", "catabolic"),
+    ("bulking", "cutting"),
+    ("constipation", "diarrhea"),
+    ("relapse", "remission"),
+    ("acidic", "alkaline"),
+    ("anode", "cathode"),
+    ("oxidation", "reduction"),
+    ("hydrophilic", "hydrophobic"),
+    ("convex", "concave"),
+    ("dense", "sparse"),
+    ("transparent", "opaque"),
+    ("analog", "digital"),
+    ("wired", "wireless"),
+    ("stateful", "stateless"),
+    ("static", "dynamic"),
+    ("global", "local"),
+    ("local", "remote"),
+    ("absolute", "relative"),
+    ("lazy", "eager"),
+    ("greedy", "lazy"),
+    ("compiled", "interpreted"),
+    ("portrait", "landscape"),
+    ("discrete", "continuous"),
+    ("parallel", "serial"),
+    ("metric", "imperial"),
+    ("gross", "net"),
+    ("bullish", "bearish"),
 ];
 
 /// Words that carry no question of their own.
@@ -2568,11 +2886,15 @@ fn swapped_around_middle(a: &[String], b: &[String]) -> bool {
 
 /// A pair of opposite words, one on each side, that the other side lacks.
 fn opposed(a: &BTreeSet<String>, b: &BTreeSet<String>) -> Option<(String, String)> {
-    for (x, y) in ANTONYMS {
-        let (x, y) = (x.to_string(), y.to_string());
-        for (p, q) in [(&x, &y), (&y, &x)] {
-            if a.contains(p) && b.contains(q) && !(a.contains(q) && b.contains(p)) {
-                return Some((p.clone(), q.clone()));
+    if a.is_empty() || b.is_empty() {
+        return None;
+    }
+    for &(x, y) in ANTONYMS {
+        for (p, q) in [(x, y), (y, x)] {
+            // A side that names both poles ("chewy instead of crispy", "rent or
+            // buy") swapped nothing.
+            if a.contains(p) && b.contains(q) && !a.contains(q) && !b.contains(p) {
+                return Some((p.to_string(), q.to_string()));
             }
         }
     }
@@ -2733,10 +3055,35 @@ pub fn verify(a: &str, b: &str) -> Result<(), Mismatch> {
     verify_at(a, b, 0.0)
 }
 
+/// Vectors for single words, to pair off the words a rewording swapped ("fridge" /
+/// "refrigerator", "merge" / "combine"). The live cache and `triage cache explain`
+/// both give the embedding model's; without one, only the lexical tables explain
+/// words.
+pub trait WordVectors: Send + Sync {
+    /// Unit vectors for the words, in order; `None` when they cannot be had.
+    fn vectors(&self, words: &[&str]) -> Option<Vec<Vec<f32>>>;
+}
+
+/// How close two single words' vectors must be to count as the same word swapped
+/// in a rewording. Antonyms come close too ("hot" / "cold"), so those never pair.
+pub const WORD_MATCH: f32 = 0.65;
+
+/// [`verify_at`] without word vectors.
+pub fn verify_at(a: &str, b: &str, similarity: f32) -> Result<(), Mismatch> {
+    verify_with(a, b, similarity, None)
+}
+
 /// [`verify`], knowing the two requests' sentence similarity: a rewording (words
 /// changed in several places, not one slot) may leave a few common words
 /// unexplained when the similarity is high. The hard guards do not look at it.
-pub fn verify_at(a: &str, b: &str, similarity: f32) -> Result<(), Mismatch> {
+/// With word vectors, words of the two sides that mean the same are paired off
+/// before counting (never in a one-slot change, never antonyms).
+pub fn verify_with(
+    a: &str,
+    b: &str,
+    similarity: f32,
+    words: Option<&dyn WordVectors>,
+) -> Result<(), Mismatch> {
     let mut fa = features(a);
     let mut fb = features(b);
     let miss = |kind: &'static str, detail: String| Err(Mismatch { kind, detail });
@@ -2928,18 +3275,107 @@ pub fn verify_at(a: &str, b: &str, similarity: f32) -> Result<(), Mismatch> {
     let content_words = fa.content.len() + fb.content.len();
     // A word outside the common vocabulary (jargon, an identifier, a rare word)
     // counts twice.
-    let unexplained = left
-        .iter()
-        .map(|(_, raw)| if common(raw) { 1 } else { RARE_WORD_WEIGHT })
-        .sum::<usize>()
-        + number_changes;
-    if unexplained > allowed || unexplained > content_words {
+    let weight = |left: &[&Leftover]| {
+        left.iter()
+            .map(|(_, raw)| if common(raw) { 1 } else { RARE_WORD_WEIGHT })
+            .sum::<usize>()
+            + number_changes
+    };
+    let mut unexplained = weight(&left);
+    let over = |u: usize| u > allowed || u > content_words;
+    if over(unexplained) && left_a > 0 && left_b > 0 {
+        if let Some(wv) = words {
+            let frame = |(c, raw): &&Leftover| {
+                lex.frames.contains(raw.as_str()) || lex.frames.contains(c.as_str())
+            };
+            let side_a: Vec<&Leftover> = only_a.iter().filter(|l| !frame(l)).collect();
+            let side_b: Vec<&Leftover> = only_b.iter().filter(|l| !frame(l)).collect();
+            let paired = pair_by_meaning(&side_a, &side_b, wv);
+            let rest: Vec<&Leftover> = left
+                .iter()
+                .copied()
+                .filter(|l| !paired.contains(&l.1))
+                .collect();
+            unexplained = weight(&rest);
+        }
+    }
+    if over(unexplained) {
         return content_miss(&format!(
             " ({unexplained} of {content_words} words unexplained at similarity \
              {similarity:.3}, {allowed} allowed)"
         ));
     }
     Ok(())
+}
+
+/// Pairs off words of the two sides whose single-word vectors are at least
+/// [`WORD_MATCH`] alike, best pairs first, each word at most once; antonyms and
+/// prefix opposites never pair. Returns the paired words as written.
+fn pair_by_meaning(a: &[&Leftover], b: &[&Leftover], wv: &dyn WordVectors) -> BTreeSet<String> {
+    let mut paired = BTreeSet::new();
+    let words: Vec<&str> = a.iter().chain(b).map(|(_, raw)| raw.as_str()).collect();
+    let Some(vecs) = wv.vectors(&words) else {
+        return paired;
+    };
+    if vecs.len() != words.len() {
+        return paired;
+    }
+    let (va, vb) = vecs.split_at(a.len());
+    let mut scored: Vec<(f32, usize, usize)> = Vec::new();
+    for (i, x) in va.iter().enumerate() {
+        for (j, y) in vb.iter().enumerate() {
+            let sim: f32 = x.iter().zip(y).map(|(p, q)| p * q).sum();
+            if sim >= WORD_MATCH && !opposite_words(&a[i].1, &b[j].1) {
+                scored.push((sim, i, j));
+            }
+        }
+    }
+    scored.sort_by(|p, q| q.0.total_cmp(&p.0));
+    let (mut used_a, mut used_b) = (BTreeSet::new(), BTreeSet::new());
+    for (_, i, j) in scored {
+        if used_a.contains(&i) || used_b.contains(&j) {
+            continue;
+        }
+        used_a.insert(i);
+        used_b.insert(j);
+        paired.insert(a[i].1.clone());
+        paired.insert(b[j].1.clone());
+    }
+    paired
+}
+
+/// Antonyms by the table ("hot" / "cold"), by opposite prefixes ("overcook" /
+/// "undercook") or by a negating prefix ("safe" / "unsafe").
+fn opposite_words(x: &str, y: &str) -> bool {
+    let forms = |w: &str| -> Vec<String> {
+        let mut f = vec![w.to_string(), stem(w), singular(w)];
+        for suf in ["ing", "ed", "d", "er", "est", "s"] {
+            if let Some(b) = w.strip_suffix(suf) {
+                f.push(b.to_string());
+                f.push(format!("{b}e"));
+            }
+        }
+        f
+    };
+    let (fx, fy) = (forms(x), forms(y));
+    let table = ANTONYMS.iter().any(|(p, q)| {
+        (fx.iter().any(|f| f == p) && fy.iter().any(|f| f == q))
+            || (fx.iter().any(|f| f == q) && fy.iter().any(|f| f == p))
+    });
+    let prefixed = OPPOSITE_PREFIXES.iter().any(|(p, q)| {
+        let swap = |u: &str, v: &str| {
+            u.strip_prefix(p)
+                .zip(v.strip_prefix(q))
+                .is_some_and(|(r, t)| r == t)
+        };
+        swap(x, y) || swap(y, x)
+    });
+    let negated = ["un", "in", "im", "il", "ir", "dis", "non", "de"]
+        .iter()
+        .any(|p| {
+            x.strip_prefix(p).is_some_and(|r| r == y) || y.strip_prefix(p).is_some_and(|r| r == x)
+        });
+    table || prefixed || negated
 }
 
 /// How many common words may stay unexplained in a rewording: none below 0.72

@@ -5,7 +5,7 @@ use std::process::ExitCode;
 
 use clap::{Args, Subcommand};
 use serde_json::json;
-use triage::cache::decide_hit;
+use triage::cache::{decide_hit_with, ModelWords};
 use triage::embed::{cosine, Embedder};
 use triage::engine::embed_options;
 
@@ -101,11 +101,12 @@ pub fn run(g: &super::Global, cmd: CacheCommand) -> anyhow::Result<ExitCode> {
     };
     let cfg = super::load_config(g)?;
     let threshold = cfg.cache.threshold(a.tier.as_deref());
-    let embedder = Embedder::load(&embed_options(&cfg)?)?;
+    let embedder = std::sync::Arc::new(Embedder::load(&embed_options(&cfg)?)?);
+    let words = ModelWords::new(embedder.clone());
     let judge = |x: &str, y: &str| -> anyhow::Result<serde_json::Value> {
         let (e, _) = embedder.embed(&[x, y])?;
         let sim = cosine(&e[0].vector, &e[1].vector);
-        let d = decide_hit(x, y, sim, threshold);
+        let d = decide_hit_with(x, y, sim, threshold, Some(&words));
         Ok(json!({
             "hit": d.hit,
             "similarity": triage::classify::round4(d.similarity),
