@@ -337,5 +337,42 @@ fn unit_vector(seed: u64) -> Vec<f32> {
     triage::cache::synthetic_vector(seed, 384)
 }
 
-criterion_group!(benches, bench, bench_cache);
+/// Hit verification: a lexical verdict, and one that pairs words by meaning (word
+/// vectors remembered, and first seen: one small forward pass).
+fn bench_verify(c: &mut Criterion) {
+    use triage::cache::{decide_hit, decide_hit_with, ModelWords, WordVectors};
+    let cfg = Config::default();
+    let engine = Engine::load(&cfg).expect("engine");
+    let words = ModelWords::new(engine.embedder.clone());
+    let (a, b) = (
+        "How can I reduce stress at work?",
+        "What are some ways to lower stress at work?",
+    );
+    let mut g = c.benchmark_group("verify");
+    g.bench_function("lexical_hit", |bn| {
+        bn.iter(|| black_box(decide_hit(black_box(a), black_box(b), 0.9, 0.7)))
+    });
+    let (x, y) = (
+        "How do I stop my cat from scratching the furniture?",
+        "My cat keeps clawing the sofa. How can I get it to stop?",
+    );
+    // At this similarity the count refuses it, so the words are paired by meaning.
+    assert!(!decide_hit(x, y, 0.72, 0.7).hit);
+    g.bench_function("word_pairing_remembered", |bn| {
+        bn.iter(|| black_box(decide_hit_with(x, y, 0.72, 0.7, Some(&words))))
+    });
+    g.bench_function("word_pairing_first_seen", |bn| {
+        bn.iter_batched(
+            || ModelWords::new(engine.embedder.clone()),
+            |fresh| {
+                let wv: &dyn WordVectors = &fresh;
+                black_box(decide_hit_with(x, y, 0.72, 0.7, Some(wv)))
+            },
+            criterion::BatchSize::SmallInput,
+        )
+    });
+    g.finish();
+}
+
+criterion_group!(benches, bench, bench_cache, bench_verify);
 criterion_main!(benches);
