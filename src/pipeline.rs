@@ -643,7 +643,14 @@ impl Pipeline {
     }
 
     /// Adds the semantic cache.
+    /// Uses this cache; its hit verification pairs reworded words by the routing
+    /// model's word vectors, as `triage cache explain` does.
     pub fn with_cache(mut self, cache: Option<Arc<SemanticCache>>) -> Self {
+        if let Some(c) = &cache {
+            c.set_word_vectors(Arc::new(crate::cache::ModelWords::new(
+                self.pool.embedder().clone(),
+            )));
+        }
         self.cache = cache;
         self
     }

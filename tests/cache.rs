@@ -70,11 +70,24 @@ async fn paraphrase_hits_and_look_alikes_miss() {
     let upstream_calls = fake.requests().len();
     assert_eq!(upstream_calls, 1, "the hit did not reach the upstream");
 
+    // A rewording whose swapped words only the model's word vectors explain
+    // (bags / luggage, limit / allowed).
+    send(&t, &q("What's the liquid limit for carry-on bags?"), &[]).await;
+    wait_entries(&t, 2).await;
+    let r = send(
+        &t,
+        &q("How much liquid am I allowed to take in my hand luggage?"),
+        &[],
+    )
+    .await;
+    assert_eq!(cache_header(&r), "hit");
+    assert_eq!(fake.requests().len(), 2);
+
     // Look-alikes of every kind stay misses.
     send(&t, &q("What is 12% of 250?"), &[]).await;
     send(&t, &q("train from Berlin to Paris"), &[]).await;
     send(&t, &q("how do I enable two-factor authentication"), &[]).await;
-    wait_entries(&t, 4).await;
+    wait_entries(&t, 5).await;
     for text in [
         "What is 12% of 260?",
         "train from Paris to Berlin",

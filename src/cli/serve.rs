@@ -52,9 +52,6 @@ pub fn run(g: &super::Global, a: ServeArgs) -> anyhow::Result<ExitCode> {
         let cache = if cfg.cache.enabled {
             let dir = data_dir.join("cache");
             let cache = SemanticCache::open(cfg.cache.clone(), &dir)?;
-            cache.set_word_vectors(Arc::new(triage::cache::ModelWords::new(
-                engine.embedder.clone(),
-            )));
             tracing::info!(entries = cache.len(), dir = %dir.display(), "cache loaded");
             Some(cache)
         } else {
