@@ -2820,13 +2820,18 @@ fn features(s: &str) -> Features {
     // A word read with the one before it: "two times" is "twice", "40 years old" is
     // an age.
     let mut skip_next = false;
+    // "non-www", "un-install": a negating prefix written apart, read as one word
+    // with the next (so "www to non-www" / "non-www to www" is a relation swapped).
+    let mut prefix: Option<String> = None;
     for (k, t) in tokens.iter().enumerate() {
         if std::mem::take(&mut skip_next) {
             continue;
         }
         let next = tokens.get(k + 1).map_or("", |n| n.text.as_str());
-        let w = t.text.as_str();
-        let this = w.to_string();
+        let this = match prefix.take() {
+            Some(p) => format!("{p}{}", t.text),
+            None => t.text.clone(),
+        };
         let w = this.as_str();
         let last = std::mem::replace(&mut prev, this.clone());
         let prev_word = last;
@@ -2936,7 +2941,10 @@ fn features(s: &str) -> Features {
                 .find(|n| !NEGATION_SKIP.contains(n));
             if let Some(n) = target {
                 f.negations += 1;
-                f.negated.push(singular(&canonical(n)));
+                f.negated.push(lemma(&singular(&canonical(n))));
+            }
+            if t.hyphen && matches!(w, "un" | "dis" | "non") {
+                prefix = Some(w.to_string());
             }
             continue;
         }
@@ -3112,7 +3120,7 @@ fn features(s: &str) -> Features {
     }
     for t in &tokens {
         let c = canonical(&t.text);
-        f.words.insert(singular(&c));
+        f.words.insert(lemma(&singular(&c)));
         f.words.insert(c);
         if let Some((_, l)) = IMPLIED_LANGUAGES.iter().find(|(w, _)| *w == t.text) {
             f.implied_languages.insert((*l).to_string());
@@ -3130,6 +3138,18 @@ const AMBIGUOUS_UNITS: &[&str] = &[
 /// Whether the token before `k` is a number ("32 bit", "5 mi").
 fn number_last_token(tokens: &[Token], k: usize) -> bool {
     k > 0 && (tokens[k - 1].numeric || lexicon().numbers.contains_key(tokens[k - 1].text.as_str()))
+}
+
+/// The base form of the auxiliaries a negation attaches to ("doesn't have" /
+/// "has"); other words as they are.
+fn lemma(w: &str) -> String {
+    match w {
+        "has" | "had" | "having" => "have",
+        "does" | "did" | "doing" | "done" => "do",
+        "is" | "are" | "was" | "were" | "am" | "been" | "being" => "be",
+        w => w,
+    }
+    .to_string()
 }
 
 /// Verbs of cause and effect, with the relation they name.
@@ -3393,7 +3413,13 @@ fn unexplained(a: &[(String, String)], b: &[(String, String)]) -> (Vec<Leftover>
 
 /// Lowercase words of a request, as a sorted multiset.
 fn word_multiset(s: &str) -> Vec<String> {
-    let mut v: Vec<String> = tokenize(s).into_iter().map(|t| t.text).collect();
+    // "Who did Germany beat?" / "Who beat Germany?": the "did" of a question
+    // changes no word.
+    let mut v: Vec<String> = tokenize(s)
+        .into_iter()
+        .map(|t| t.text)
+        .filter(|w| !matches!(w.as_str(), "do" | "does" | "did"))
+        .collect();
     v.sort();
     v
 }
@@ -3556,7 +3582,50 @@ fn reordered(fa: &Features, fb: &Features, a: &str, b: &str) -> Option<Mismatch>
             return miss(format!("{oa:?} vs {ob:?}"));
         }
     }
+    // "My brother owes me" / "I owe my brother": two words trade places while "I"
+    // and "me" trade roles.
+    let norm = |seq: &[String]| seq.iter().map(|w| singular(w)).collect::<Vec<_>>();
+    let (na, nb) = shared_order(&norm(&fa.sequence), &norm(&fb.sequence));
+    let (mut sa, mut sb) = (norm(&fa.sequence), norm(&fb.sequence));
+    sa.sort();
+    sb.sort();
+    if let Some((x, y)) = adjacent_swap(&na, &nb).filter(|_| sa == sb) {
+        if first_person_flips(a, b) {
+            return miss(format!(
+                "`{x}` and `{y}` trade places, and I / me trade roles"
+            ));
+        }
+    }
     None
+}
+
+/// The two sequences differ only by two neighbours trading places.
+fn adjacent_swap<'s>(a: &'s [String], b: &[String]) -> Option<(&'s str, &'s str)> {
+    if a.len() != b.len() {
+        return None;
+    }
+    let i = a.iter().zip(b).position(|(x, y)| x != y)?;
+    let swapped =
+        i + 1 < a.len() && a[i] == b[i + 1] && a[i + 1] == b[i] && a[i + 2..] == b[i + 2..];
+    swapped.then(|| (a[i].as_str(), a[i + 1].as_str()))
+}
+
+/// In the first sentence, one side speaks as the subject ("I") and the other as
+/// the object ("me").
+fn first_person_flips(a: &str, b: &str) -> bool {
+    let roles = |s: &str| {
+        let toks = tokenize(s);
+        let first: Vec<String> = toks
+            .iter()
+            .enumerate()
+            .take_while(|(k, t)| *k == 0 || !t.boundary)
+            .map(|(_, t)| t.text.clone())
+            .collect();
+        let has = |w: &str| first.iter().any(|t| t == w);
+        (has("i") || has("i'm"), has("me"))
+    };
+    let ((ia, ma), (ib, mb)) = (roles(a), roles(b));
+    (ia && !ma && mb && !ib) || (ma && !ia && ib && !mb)
 }
 
 /// The numbers differ only by a "one" that the other side says with "a", "an",
@@ -3790,7 +3859,34 @@ pub fn verify_with(
     }
     let (only_a, only_b) = unexplained(&fa.content, &fb.content);
     let extra: Vec<&String> = only_a.iter().chain(&only_b).map(|(c, _)| c).collect();
-    if let Some(w) = extra.iter().find(|w| negated_form_of(w, a, b)) {
+    // A word that negates one the other side says plainly ("unsafe" / "safe"). Not
+    // when its own side names the plain word too ("advantages and disadvantages"),
+    // nor when the other side negates it another way ("non-technical" / "without a
+    // technical background").
+    let flips = |w: &String, own: &Features, other: &str, theirs: &Features| {
+        let plain_on_own_side = ["un", "in", "im", "il", "ir", "dis", "non"]
+            .iter()
+            .filter_map(|p| w.strip_prefix(p))
+            .any(|rest| rest.len() >= 3 && own.words.contains(rest));
+        negated_form_of(w, other, other)
+            && !plain_on_own_side
+            && !(["non", "un", "dis"].iter().any(|p| w.starts_with(p))
+                && theirs
+                    .negated
+                    .iter()
+                    .any(|n| w.ends_with(n.as_str()) && n.len() >= 3))
+    };
+    let flipped = only_a
+        .iter()
+        .map(|(c, _)| c)
+        .find(|w| flips(w, &fa, b, &fb))
+        .or_else(|| {
+            only_b
+                .iter()
+                .map(|(c, _)| c)
+                .find(|w| flips(w, &fb, a, &fa))
+        });
+    if let Some(w) = flipped {
         return miss(
             "negation",
             format!("`{w}` negates a word of the other request"),
@@ -5002,5 +5098,48 @@ mod tests {
             "Where can I find my order number?"
         ));
         assert!(!surface_variant("Hi there", "Hi thre"));
+    }
+
+    #[test]
+    fn roles_and_auxiliaries_that_swap_a_relation() {
+        let kind_at = |a: &str, b: &str, sim: f32| verify_at(a, b, sim).err().map(|m| m.kind);
+        for (a, b, kind) in [
+            (
+                "Resume tips for someone who has management experience",
+                "Resume tips for someone who doesn't have management experience",
+                "negation",
+            ),
+            (
+                "Who did Germany beat in the 2014 World Cup final?",
+                "Who beat Germany in the 2014 World Cup final?",
+                "direction",
+            ),
+            (
+                "My brother owes me $500 and won't pay it back. What can I do?",
+                "I owe my brother $500 and can't pay it back. What can I do?",
+                "direction",
+            ),
+            (
+                "How do I redirect www to non-www in Nginx?",
+                "How do I redirect non-www to www in Nginx?",
+                "direction",
+            ),
+        ] {
+            assert_eq!(kind_at(a, b, 0.99), Some(kind), "{a} / {b}");
+        }
+        // Both sides negate the same word, each its own way; a side naming both
+        // poles negates nothing of the other's.
+        for (a, b) in [
+            (
+                "Explain what a neural network is to someone without a technical background.",
+                "How would you explain what a neural network is to a non-technical person?",
+            ),
+            (
+                "What are the pros and cons of electric cars?",
+                "What are the advantages and disadvantages of electric cars?",
+            ),
+        ] {
+            assert_ne!(kind_at(a, b, 0.95), Some("negation"), "{a} / {b}");
+        }
     }
 }
