@@ -1,9 +1,8 @@
 //! The cache's hit decision on the labeled pair sets in tests/fixtures/cache_pairs/:
 //! `dev.jsonl` (used while writing the guards), `test.jsonl` (another writer's, for
-//! confirming), `holdout.jsonl` (a third writer's), and `blind1.jsonl`,
-//! `blind2.jsonl` and `blind3.jsonl` (written by three more sessions that never saw
-//! the guards; each was scored once before anything in it was looked at, see
-//! docs/benchmarks.md). Prints the per-kind
+//! confirming), `holdout.jsonl` (a third writer's), and `blind1.jsonl` to
+//! `blind4.jsonl` (written by four more sessions that never saw the guards; each was
+//! scored once before anything in it was looked at, see docs/benchmarks.md). Prints the per-kind
 //! table; asserts the false-hit ceiling of 1% of hard negatives, that at least half
 //! of the real rewordings are served, and a floor a little under each set's current
 //! rates.
@@ -95,8 +94,8 @@ fn false_hits_stay_under_one_percent_on_every_pair_set() {
     let embedder = std::sync::Arc::new(Embedder::load(&embed_options(&cfg).unwrap()).unwrap());
     let words = ModelWords::new(embedder.clone());
     // (file, floor on rewordings, floor on all true pairs), a little under what
-    // each set measures now: rewordings 67.3%, 66.5%, 90.8%, 57.8%, 55.9%, 57.3%;
-    // all true pairs 74.6%, 73.7%, 92.6%, 67.0%, 63.8%, 61.7%.
+    // each set measures now: rewordings 67.3%, 66.5%, 90.8%, 57.8%, 55.9%, 57.3%,
+    // 56.7%; all true pairs 74.6%, 73.7%, 92.6%, 67.0%, 63.8%, 61.7%, 61.1%.
     for (file, min_paraphrases, min_true_pairs) in [
         ("dev.jsonl", 0.65_f64, 0.72),
         ("test.jsonl", 0.64, 0.71),
@@ -104,6 +103,7 @@ fn false_hits_stay_under_one_percent_on_every_pair_set() {
         ("blind1.jsonl", 0.55, 0.64),
         ("blind2.jsonl", 0.53, 0.61),
         ("blind3.jsonl", 0.55, 0.59),
+        ("blind4.jsonl", 0.54, 0.59),
     ] {
         let r = score(file, &embedder, &words, cfg.cache.similarity);
         assert!(
