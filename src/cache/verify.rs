@@ -3,14 +3,16 @@
 //! similarity threshold, every hit must pass these guards; any one failing is a miss.
 //!
 //! The guards compare what changes an answer: numbers and versions, dates and
-//! times, units and currencies, languages (natural and programming), negation,
-//! antonyms, the order of a relation, and finally any content word that one side
-//! has and the other lacks, after typos, inflections, fillers, question frames and
-//! a small synonym table are accounted for. Content words left over always miss
-//! when only one slot changed (everything around it equal) or when one is a name
-//! or a pronoun; in a rewording a few common words may differ, more the higher the
-//! similarity. A wrong hit is worse than a miss, so the guards err towards
-//! "different".
+//! times, units and currencies, languages (natural and programming), negation (when
+//! the other side says the negated word plainly), antonyms, the order of a relation
+//! (around relation words, cause and effect, subject and object), the task asked
+//! and the kind of question, and finally any content word that one side has and the
+//! other lacks, after typos, spelling variants, inflections, fillers, question
+//! frames, a synonym table and, given [`WordVectors`], words that mean the same are
+//! accounted for. Content words left over always miss when only one slot changed
+//! (everything around it equal) or when one is a name or a pronoun; in a rewording
+//! a few common words may differ, more the higher the similarity. A wrong hit is
+//! worse than a miss, so the guards err towards "different".
 
 use std::collections::{BTreeMap, BTreeSet};
 
@@ -4092,14 +4094,16 @@ fn opposite_words(x: &str, y: &str) -> bool {
     table || prefixed || negated
 }
 
-/// How many common words may stay unexplained in a rewording: none below 0.72
-/// similarity, then one more every 0.015, at most 9. (At most three quarters of the
-/// content words either way.)
+/// A word outside the common vocabulary counts this many times among the
+/// unexplained.
 const RARE_WORD_WEIGHT: usize = 2;
 
 /// At most this many common words added on one side with nothing replaced.
 const ONE_SIDED_ALLOWANCE: usize = 2;
 
+/// How many common words may stay unexplained in a rewording: none below 0.70
+/// similarity, then one more every 0.015, at most 9 (and never more than the
+/// content words of the two sides).
 fn rewording_allowance(similarity: f32) -> usize {
     if similarity.is_nan() || similarity < 0.70 {
         return 0;

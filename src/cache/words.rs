@@ -89,11 +89,9 @@ mod tests {
             .vectors(&["fridge", "refrigerator", "bicycle", "fridge"])
             .unwrap();
         let dot = |a: &[f32], b: &[f32]| a.iter().zip(b).map(|(x, y)| x * y).sum::<f32>();
-        assert!(dot(&v[0], &v[1]) >= WORD_MATCH_FOR_TEST);
-        assert!(dot(&v[0], &v[2]) < WORD_MATCH_FOR_TEST);
+        assert!(dot(&v[0], &v[1]) >= crate::cache::WORD_MATCH);
+        assert!(dot(&v[0], &v[2]) < crate::cache::WORD_MATCH);
         // The second "fridge" came from memory, the same vector.
         assert_eq!(v[0], v[3]);
     }
-
-    const WORD_MATCH_FOR_TEST: f32 = super::super::verify::WORD_MATCH;
 }
