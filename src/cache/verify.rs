@@ -3057,6 +3057,31 @@ fn features(s: &str) -> Features {
         // "American" is a nationality; "American English" a language.
         let nationality = matches!(w, "american" | "british" | "australian" | "canadian")
             && !matches!(next, "english" | "spelling" | "sign");
+        // "what r the rules", "r u able to": texting for "are", not the R language.
+        let texting_are = w == "r"
+            && !t.proper
+            && (matches!(
+                next,
+                "u" | "you" | "the" | "there" | "we" | "they" | "these" | "those"
+            ) || matches!(
+                prev_word.as_str(),
+                "what"
+                    | "how"
+                    | "where"
+                    | "who"
+                    | "why"
+                    | "when"
+                    | "which"
+                    | "there"
+                    | "u"
+                    | "you"
+                    | "we"
+                    | "they"
+            ));
+        // Texting shorthand for filler words: "r" (are), "u" (you), "w/" (with).
+        if texting_are || matches!(w, "u" | "ur") || (w == "w" && !after_number) {
+            continue;
+        }
         if lex.languages.contains(w) && !go_verb && !nationality {
             // One name per language: "JS" / "JavaScript", "Postgres" / "PostgreSQL".
             let w = LANGUAGE_ALIASES
@@ -3134,7 +3159,7 @@ fn features(s: &str) -> Features {
 /// Unit symbols that are also everyday words ("a bit", "mi casa", "in"): units only
 /// right after a number.
 const AMBIGUOUS_UNITS: &[&str] = &[
-    "bit", "bits", "mi", "in", "pt", "m", "s", "g", "t", "l", "foot",
+    "bit", "bits", "mi", "in", "pt", "m", "s", "g", "t", "l", "foot", "w",
 ];
 
 /// Whether the token before `k` is a number ("32 bit", "5 mi").
@@ -5145,5 +5170,28 @@ mod tests {
         ] {
             assert_ne!(kind_at(a, b, 0.95), Some("negation"), "{a} / {b}");
         }
+    }
+
+    #[test]
+    fn texting_shorthand_is_no_language_or_unit() {
+        for (a, b) in [
+            (
+                "What are the symptoms of burnout?",
+                "what r the symptoms of burnout",
+            ),
+            (
+                "How can I stop my glasses from fogging up with a mask?",
+                "how can i stop my glasses from fogging up w/ a mask",
+            ),
+        ] {
+            let k = verify_at(a, b, 0.97).err().map(|m| m.kind);
+            assert!(!matches!(k, Some("language" | "unit")), "{a} / {b}: {k:?}");
+        }
+        assert_eq!(
+            verify_at("Plot this in R", "Plot this in Python", 0.99)
+                .err()
+                .map(|m| m.kind),
+            Some("language")
+        );
     }
 }
