@@ -51,13 +51,15 @@ pub struct HitDecision {
 /// its embedding a long way.
 pub const SURFACE_MARGIN: f32 = 0.15;
 
-/// The one decision rule the live cache and `triage cache explain` share, with the
-/// embedding model's word vectors where they have them.
+/// The decision rule without word vectors: only the lexical tables explain
+/// reworded words. The live cache and `triage cache explain` call
+/// [`decide_hit_with`] with the embedding model's word vectors.
 pub fn decide_hit(stored: &str, new: &str, similarity: f32, threshold: f32) -> HitDecision {
     decide_hit_with(stored, new, similarity, threshold, None)
 }
 
-/// [`decide_hit`] with word vectors for pairing off reworded words.
+/// The one decision rule the live cache and `triage cache explain` share, with word
+/// vectors for pairing off reworded words.
 pub fn decide_hit_with(
     stored: &str,
     new: &str,
@@ -271,7 +273,8 @@ pub struct SemanticCache {
     store: Option<Mutex<Store>>,
     pub stats: CacheStats,
     clock: Box<dyn Fn() -> u64 + Send + Sync>,
-    /// The embedding model's word vectors, for hit verification (set by `serve`).
+    /// The embedding model's word vectors, for hit verification (set by
+    /// `Pipeline::with_cache`).
     words: std::sync::OnceLock<Arc<dyn WordVectors>>,
 }
 
