@@ -2424,6 +2424,42 @@ struct Lexicon {
     rank: std::collections::HashMap<&'static str, usize>,
     frames: std::collections::HashSet<&'static str>,
     pronouns: std::collections::HashSet<&'static str>,
+    /// Each state word's (process, state) pairs (`data/states.txt`).
+    states: std::collections::HashMap<&'static str, Vec<(u16, u16)>>,
+    /// Words after which "free" is no lack (`data/not_a_lack.txt`).
+    not_a_lack: std::collections::HashSet<&'static str>,
+    /// Verbs whose object "without" negates (`data/requirement_verbs.txt`).
+    requirement_verbs: std::collections::HashSet<&'static str>,
+    /// Verbs that keep their object away (`data/avoidance_verbs.txt`).
+    avoidance_verbs: std::collections::HashSet<&'static str>,
+}
+
+/// Reads `data/states.txt`: one process per line, states split by `|`, the forms
+/// of a state by `,`.
+fn state_words(text: &'static str) -> std::collections::HashMap<&'static str, Vec<(u16, u16)>> {
+    let mut map: std::collections::HashMap<&'static str, Vec<(u16, u16)>> =
+        std::collections::HashMap::new();
+    let processes = text
+        .lines()
+        .map(str::trim)
+        .filter(|l| !l.is_empty() && !l.starts_with('#'));
+    for (p, line) in processes.enumerate() {
+        let states = line.split_once(':').map_or(line, |(_, s)| s);
+        for (s, forms) in states.split('|').enumerate() {
+            for form in forms.split(',').map(str::trim).filter(|f| !f.is_empty()) {
+                map.entry(form).or_default().push((p as u16, s as u16));
+            }
+        }
+    }
+    map
+}
+
+/// Lines of a word-list file, without comments and blank lines.
+fn word_list(text: &'static str) -> std::collections::HashSet<&'static str> {
+    text.lines()
+        .map(str::trim)
+        .filter(|l| !l.is_empty() && !l.starts_with('#'))
+        .collect()
 }
 
 fn lexicon() -> &'static Lexicon {
@@ -2460,6 +2496,10 @@ fn lexicon() -> &'static Lexicon {
             .collect(),
         frames: FRAMES.iter().copied().collect(),
         pronouns: PRONOUNS.iter().copied().collect(),
+        states: state_words(include_str!("data/states.txt")),
+        not_a_lack: word_list(include_str!("data/not_a_lack.txt")),
+        requirement_verbs: word_list(include_str!("data/requirement_verbs.txt")),
+        avoidance_verbs: word_list(include_str!("data/avoidance_verbs.txt")),
     })
 }
 
@@ -2728,9 +2768,14 @@ struct Features {
     /// Durations used as a rate or a specific period ("per month", "next week").
     rates: BTreeSet<String>,
     negations: usize,
-    /// What each negation negates: the first word after it in its clause, past
-    /// auxiliaries and determiners, in canonical form.
-    negated: Vec<String>,
+    /// What each negation negates: the first words after it in its clause (up to
+    /// [`NEGATION_SCOPE`]), past auxiliaries and determiners, in canonical form
+    /// ("without paying a fee" negates paying and fee).
+    negated: Vec<Vec<String>>,
+    /// The first negated word of each negation as written (for word vectors).
+    negated_raw: Vec<String>,
+    /// Words an avoidance verb governs ("avoid roaming fees"), in negated form.
+    avoided: BTreeSet<String>,
     /// Every word of the request in canonical form (and singular), for asking
     /// whether the other side says a negated word plainly.
     words: BTreeSet<String>,
@@ -2750,6 +2795,8 @@ struct Features {
     sequence: Vec<String>,
     /// Content words written as names (capitalized mid-sentence or in capitals).
     proper: BTreeSet<String>,
+    /// The states of a process the request asks about: (process, state).
+    states: BTreeSet<(u16, u16)>,
 }
 
 /// Two-word phrases that are one word elsewhere ("log in" / "login").
@@ -2763,6 +2810,7 @@ const COMPOUNDS: &[(&str, &str, &str)] = &[
     ("sign", "up", "signup"),
     ("set", "up", "setup"),
     ("check", "out", "checkout"),
+    ("checked", "in", "checkedin"),
     ("e", "mail", "email"),
     ("turn", "on", "enable"),
     ("switch", "on", "enable"),
@@ -2825,8 +2873,11 @@ fn features(s: &str) -> Features {
     // "non-www", "un-install": a negating prefix written apart, read as one word
     // with the next (so "www to non-www" / "non-www to www" is a relation swapped).
     let mut prefix: Option<String> = None;
+    // "free of charge": "of" and "charge" both read with "free".
+    let mut skip_after_next = false;
     for (k, t) in tokens.iter().enumerate() {
         if std::mem::take(&mut skip_next) {
+            skip_next = std::mem::take(&mut skip_after_next);
             continue;
         }
         let next = tokens.get(k + 1).map_or("", |n| n.text.as_str());
@@ -2834,6 +2885,7 @@ fn features(s: &str) -> Features {
             Some(p) => format!("{p}{}", t.text),
             None => t.text.clone(),
         };
+        let joined = this != t.text;
         let w = this.as_str();
         let last = std::mem::replace(&mut prev, this.clone());
         let prev_word = last;
@@ -2934,16 +2986,65 @@ fn features(s: &str) -> Features {
             continue;
         }
         let stemmed = stem(w);
+        // "gluten-free", "sugar free", "free of nuts", "seedless": a lack of what they
+        // name, read as its negation, so that "Is this gluten free?" / "Does this
+        // contain gluten?" differ like "not" would make them.
+        if w == "free" {
+            let of_what = (next == "of")
+                .then(|| {
+                    tokens[k + 2..]
+                        .iter()
+                        .take_while(|n| !n.boundary)
+                        .map(|n| n.text.as_str())
+                        .find(|n| !NEGATION_SKIP.contains(n))
+                })
+                .flatten();
+            // "free of nuts" lacks nuts; "free of charge" lacks a charge.
+            if let Some(n) = of_what {
+                f.negations += 1;
+                f.negated.push(vec![negated_form(n)]);
+                f.negated_raw.push(n.to_string());
+                skip_next = true;
+                continue;
+            }
+            let named = f.content.last().is_some_and(|(_, raw)| *raw == prev_word)
+                && !lex.not_a_lack.contains(prev_word.as_str());
+            if named {
+                f.negations += 1;
+                f.negated.push(vec![negated_form(&prev_word)]);
+                f.negated_raw.push(prev_word.clone());
+                continue;
+            }
+        }
+        // The "-less" or "non" word stays a word of its own ("endless" ≈ "infinite").
+        if let Some(base) = lacking(w).filter(|_| !joined) {
+            f.negations += 1;
+            f.negated.push(vec![negated_form(base)]);
+            f.negated_raw.push(base.to_string());
+        }
         if negation(w, next, t.hyphen) {
             // A negation that negates nothing in its clause ("…, or not?") is a tag.
-            let target = tokens[k + 1..]
+            let mut clause = tokens[k + 1..]
                 .iter()
                 .take_while(|n| !n.boundary)
                 .map(|n| n.text.as_str())
-                .find(|n| !NEGATION_SKIP.contains(n));
-            if let Some(n) = target {
+                .filter(|n| !NEGATION_SKIP.contains(n));
+            // What it negates: the first word after it ("not working"), and after
+            // "without" and a verb of giving or paying, that verb's object too
+            // ("without paying a fee").
+            if let Some(raw) = clause.next() {
+                let mut scope = vec![negated_form(raw)];
+                if w == "without" && lex.requirement_verbs.contains(raw) {
+                    scope.extend(
+                        clause
+                            .filter(|n| !lex.fillers.contains(*n))
+                            .take(2)
+                            .map(negated_form),
+                    );
+                }
                 f.negations += 1;
-                f.negated.push(lemma(&singular(&canonical(n))));
+                f.negated.push(scope);
+                f.negated_raw.push(raw.to_string());
             }
             if t.hyphen && matches!(w, "un" | "dis" | "non") {
                 prefix = Some(w.to_string());
@@ -3145,7 +3246,25 @@ fn features(s: &str) -> Features {
         }
         f.content.push((c, w.to_string()));
     }
-    for t in &tokens {
+    for (k, t) in tokens.iter().enumerate() {
+        if lex.avoidance_verbs.contains(t.text.as_str()) {
+            let governed = tokens[k + 1..]
+                .iter()
+                .take_while(|n| !n.boundary)
+                .map(|n| n.text.as_str())
+                .filter(|n| !NEGATION_SKIP.contains(n) && !lex.fillers.contains(*n))
+                .take(2)
+                .map(negated_form);
+            f.avoided.extend(governed);
+        }
+        // A negated state ("hasn't paid") is no claim that the process is in it.
+        let negated = || {
+            let form = negated_form(&t.text);
+            f.negated.iter().any(|scope| scope.contains(&form))
+        };
+        if let Some(states) = lex.states.get(t.text.as_str()).filter(|_| !negated()) {
+            f.states.extend(states.iter().copied());
+        }
         let c = canonical(&t.text);
         f.words.insert(lemma(&singular(&c)));
         f.words.insert(c);
@@ -3270,18 +3389,63 @@ const IMPLIED_LANGUAGES: &[(&str, &str)] = &[
     ("terminal", "shell"),
 ];
 
+/// The form negated words are compared in.
+fn negated_form(w: &str) -> String {
+    lemma(&singular(&canonical(w)))
+}
+
 /// Whether a negation on one side negates a word the other side says plainly
-/// ("foods that don't contain gluten" / "foods that contain gluten"). A negation
-/// whose word the other side does not use is part of a rewording ("has no
-/// elements" / "is empty"), left to the content check.
-fn negation_flips(fa: &Features, fb: &Features) -> Option<String> {
+/// ("foods that don't contain gluten" / "foods that contain gluten", "without
+/// paying a fee" / "is there a fee"), or, with word vectors, in a word of the same
+/// meaning ("odorless" / "have a smell"). A negation is answered by one on the
+/// other side that reaches a word it reaches. A negation whose words the other side
+/// does not use is part of a rewording ("has no elements" / "is empty"), left to
+/// the content check.
+fn negation_flips(fa: &Features, fb: &Features, words: Option<&dyn WordVectors>) -> Option<String> {
     for (x, y) in [(fa, fb), (fb, fa)] {
-        let mut theirs = y.negated.clone();
-        for w in &x.negated {
-            if let Some(i) = theirs.iter().position(|v| v == w) {
-                theirs.remove(i);
-            } else if y.words.contains(w) {
+        let mut answered = vec![false; y.negated.len()];
+        let mut open: Vec<usize> = Vec::new();
+        for (i, scope) in x.negated.iter().enumerate() {
+            let by = (0..y.negated.len())
+                .find(|&j| !answered[j] && y.negated[j].iter().any(|w| scope.contains(w)));
+            match by {
+                Some(j) => answered[j] = true,
+                None => open.push(i),
+            }
+        }
+        for &i in &open {
+            if let Some(w) = x.negated[i]
+                .iter()
+                .find(|w| y.words.contains(*w) && !y.avoided.contains(*w))
+            {
                 return Some(w.clone());
+            }
+        }
+        let Some(wv) = words else { continue };
+        // The words the other side says plainly (not under its own negations).
+        let theirs: Vec<&str> = y
+            .content
+            .iter()
+            .filter(|(_, raw)| {
+                let form = negated_form(raw);
+                !y.negated.iter().any(|s| s.contains(&form)) && !y.avoided.contains(&form)
+            })
+            .map(|(_, raw)| raw.as_str())
+            .collect();
+        for i in open {
+            let Some(w) = x.negated_raw.get(i) else {
+                continue;
+            };
+            if theirs.is_empty() || lexicon().fillers.contains(w.as_str()) {
+                continue;
+            }
+            let mut ask: Vec<&str> = vec![w.as_str()];
+            ask.extend(theirs.iter().copied());
+            let Some(v) = wv.vectors(&ask) else { continue };
+            if let Some(i) = (1..v.len()).find(|&i| {
+                !opposite_words(w, ask[i]) && crate::embed::cosine(&v[0], &v[i]) >= WORD_MATCH
+            }) {
+                return Some(format!("{w} ~ {}", ask[i]));
             }
         }
     }
@@ -3300,6 +3464,78 @@ const DETERMINERS: &[&str] = &[
     "a", "an", "the", "my", "your", "his", "her", "its", "our", "their", "this", "that", "these",
     "those",
 ];
+
+/// The thing a "-less" word lacks ("seedless" → "seed", "wireless" → "wire"),
+/// when what is left is a word of the vocabulary.
+fn lacking(w: &str) -> Option<&str> {
+    const NOT_A_LACK: &[&str] = &[
+        "unless",
+        "regardless",
+        "nevertheless",
+        "nonetheless",
+        "bless",
+        "nonsense",
+        "none",
+    ];
+    if NOT_A_LACK.contains(&w) {
+        return None;
+    }
+    // "seedless", "odorless"; "nonstop", "nonfat" (written apart, "non-stop" is a
+    // negating prefix of its own).
+    let base = w.strip_suffix("less").or_else(|| w.strip_prefix("non"))?;
+    (base.chars().count() >= 3 && lexicon().words.contains(base)).then_some(base)
+}
+
+/// A process whose state differs between the two sides: each says a state the
+/// other does not ("shipped" / "delivered"). Returns the two state words.
+fn state_change(a: &str, b: &str, fa: &Features, fb: &Features) -> Option<(String, String)> {
+    let lex = lexicon();
+    for &(p, s1) in fa.states.difference(&fb.states) {
+        if let Some(&(_, s2)) = fb.states.difference(&fa.states).find(|(q, _)| *q == p) {
+            let word = |text: &str, state: (u16, u16)| {
+                tokenize(text)
+                    .into_iter()
+                    .map(|t| t.text)
+                    .find(|w| {
+                        lex.states
+                            .get(w.as_str())
+                            .is_some_and(|v| v.contains(&state))
+                    })
+                    .unwrap_or_default()
+            };
+            return Some((word(a, (p, s1)), word(b, (p, s2))));
+        }
+    }
+    None
+}
+
+/// The text a request gives to be worked on, normalized (lowercase, single
+/// spaces, no closing punctuation): a span in double quotes, or what follows a
+/// short lead-in and a colon ("grammar check: …", "translate to French: …").
+fn payload(s: &str) -> Option<String> {
+    let norm = |t: &str| {
+        t.split_whitespace()
+            .collect::<Vec<_>>()
+            .join(" ")
+            .to_lowercase()
+            .trim_end_matches(['.', '?', '!'])
+            .to_string()
+    };
+    for (open, close) in [('"', '"'), ('“', '”'), ('«', '»')] {
+        if let Some((_, rest)) = s.split_once(open) {
+            if let Some((quoted, _)) = rest.split_once(close) {
+                if quoted.trim().chars().count() >= 2 {
+                    return Some(norm(quoted));
+                }
+            }
+        }
+    }
+    let (lead, rest) = s.split_once(':')?;
+    let lead_words = lead.split_whitespace().count();
+    // "10:30", "http://": a colon inside a token is no lead-in.
+    let starts_word = rest.starts_with(char::is_whitespace);
+    ((1..=4).contains(&lead_words) && starts_word && !rest.trim().is_empty()).then(|| norm(rest))
+}
 
 /// Whether `w` (followed by `next`) says "not". "un", "dis" count only as a
 /// hyphenated prefix ("un-install"): alone they are Spanish and French articles or
@@ -3442,10 +3678,12 @@ fn unexplained(a: &[(String, String)], b: &[(String, String)]) -> (Vec<Leftover>
 fn word_multiset(s: &str) -> Vec<String> {
     // "Who did Germany beat?" / "Who beat Germany?": the "did" of a question
     // changes no word.
+    // Compared by stem: "Who did Ali defeat?" / "Who defeated Ali?".
     let mut v: Vec<String> = tokenize(s)
         .into_iter()
         .map(|t| t.text)
         .filter(|w| !matches!(w.as_str(), "do" | "does" | "did"))
+        .map(|w| stem(&w))
         .collect();
     v.sort();
     v
@@ -3874,7 +4112,7 @@ pub fn verify_with(
         );
     }
     if fa.negations != fb.negations {
-        if let Some(w) = negation_flips(&fa, &fb) {
+        if let Some(w) = negation_flips(&fa, &fb, words) {
             return miss(
                 "negation",
                 format!(
@@ -3892,6 +4130,19 @@ pub fn verify_with(
     }
     if let Some((x, y)) = opposed(&fa.antonym_words, &fb.antonym_words) {
         return miss("antonym", format!("{x:?} vs {y:?}"));
+    }
+    if let Some((x, y)) = state_change(a, b, &fa, &fb) {
+        return miss(
+            "state",
+            format!("{x:?} vs {y:?}: different states of one process"),
+        );
+    }
+    if let (Some(x), Some(y)) = (payload(a), payload(b)) {
+        // Text given to work on ("grammar check: their going…", "translate \"…\"")
+        // is the request's object, word for word: "their" and "they're" differ.
+        if x != y {
+            return miss("content", format!("the text given differs: {x:?} vs {y:?}"));
+        }
     }
     if let Some(m) = reordered(&fa, &fb, a, b) {
         // A clause moved to the front and set off by a comma keeps the meaning
@@ -3925,6 +4176,7 @@ pub fn verify_with(
                 && theirs
                     .negated
                     .iter()
+                    .flatten()
                     .any(|n| w.ends_with(n.as_str()) && n.len() >= 3))
     };
     let flipped = only_a
@@ -5147,6 +5399,121 @@ mod tests {
         ] {
             assert_ne!(kind_at(a, b, 0.95), Some("negation"), "{a} / {b}");
         }
+    }
+
+    #[test]
+    fn a_lack_is_the_opposite_of_having_it() {
+        // "X-free", "free of X", "X-less", "nonX", "without paying X" against
+        // "contains / has / needs X": the answers are opposite.
+        for (a, b) in [
+            ("Is this gluten free?", "Does this contain gluten?"),
+            (
+                "Is the product dairy-free?",
+                "Does the product contain dairy?",
+            ),
+            ("Is this sugar free?", "Does this have sugar?"),
+            (
+                "Is the dressing free of nuts?",
+                "Does the dressing have nuts in it?",
+            ),
+            ("Are these grapes seedless?", "Do these grapes have seeds?"),
+            ("Is this yogurt nonfat?", "Does this yogurt have fat?"),
+            (
+                "Can I rent a car without showing a credit card?",
+                "Do I need a credit card to rent a car?",
+            ),
+        ] {
+            assert_eq!(kind_at(a, b, 0.99), Some("negation"), "{a} / {b}");
+        }
+        // The same lack said two ways; "free of charge" and "feel free" lack nothing
+        // named before them; "stopped working" is "not working".
+        for (a, b) in [
+            ("Is this gluten free?", "Is this gluten-free?"),
+            ("Is this gluten free?", "Does this have no gluten?"),
+            ("Is the dressing nut-free?", "Is the dressing free of nuts?"),
+            (
+                "Does the hotel have free parking?",
+                "Is parking at the hotel free of charge?",
+            ),
+            (
+                "Feel free to tell me the opening hours",
+                "What are the opening hours?",
+            ),
+            ("My printer stopped working", "My printer is not working"),
+            (
+                "How do I avoid roaming fees abroad?",
+                "How do I use my phone abroad without paying roaming fees?",
+            ),
+        ] {
+            assert_ne!(kind_at(a, b, 0.95), Some("negation"), "{a} / {b}");
+        }
+    }
+
+    #[test]
+    fn different_states_of_one_process_are_different_answers() {
+        for (a, b) in [
+            ("Is my order shipped?", "Is my order delivered?"),
+            (
+                "Has my refund been approved?",
+                "Is my refund still pending?",
+            ),
+            (
+                "Has my ticket been assigned?",
+                "Has my ticket been resolved?",
+            ),
+            (
+                "Is my appointment scheduled?",
+                "Is my appointment completed?",
+            ),
+            (
+                "Has my flight been booked?",
+                "Am I checked in for my flight?",
+            ),
+        ] {
+            assert_eq!(kind_at(a, b, 0.99), Some("state"), "{a} / {b}");
+        }
+        // One state said two ways, or a state the request says is not reached.
+        for (a, b) in [
+            ("Is my order shipped?", "Has my order shipped yet?"),
+            (
+                "Has my order been shipped?",
+                "Has my order been dispatched?",
+            ),
+            (
+                "The client hasn't paid my invoice for 60 days",
+                "My invoice to the client is 60 days overdue",
+            ),
+        ] {
+            assert_ne!(kind_at(a, b, 0.95), Some("state"), "{a} / {b}");
+        }
+    }
+
+    #[test]
+    fn text_given_to_work_on_is_compared_word_for_word() {
+        assert_eq!(
+            kind_at(
+                "grammar check: your welcome to join us",
+                "grammar check: you're welcome to join us",
+                0.99
+            ),
+            Some("content")
+        );
+        assert_eq!(
+            kind_at(
+                "Translate \"I left it there\" to German",
+                "Translate \"I left it their\" to German",
+                0.99
+            ),
+            Some("content")
+        );
+        assert_eq!(
+            kind_at(
+                "translate to French: good morning",
+                "Translate to French: Good morning.",
+                0.99
+            ),
+            None
+        );
     }
 
     #[test]
