@@ -105,6 +105,7 @@ fn bench_cache(c: &mut Criterion) {
     let answer = |i: usize| CachedAnswer {
         content: format!("answer {i}"),
         model: "m".into(),
+        response_model: "m".into(),
         finish_reason: "stop".into(),
         prompt_tokens: 1,
         completion_tokens: 1,

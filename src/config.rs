@@ -460,10 +460,10 @@ impl Config {
                 ));
             }
             if let Some(e) = &b.endpoint {
-                if !is_identifier(e) {
+                if !is_endpoint_name(e) {
                     return Err(bad(
                         &format!("budgets[{i}].endpoint"),
-                        "not a valid endpoint name".into(),
+                        "not a valid endpoint name (NAME or TENANT/NAME)".into(),
                     ));
                 }
             }
@@ -581,6 +581,12 @@ impl Config {
         self.models.iter().find(|m| m.name == name)
     }
 
+    /// The id the upstream knows a model by: its `upstream_model`, else its name.
+    /// Token counting and prices go by this id (`fa-mini` may be `gpt-4o-mini`).
+    pub fn upstream_model_id<'a>(&'a self, name: &'a str) -> &'a str {
+        self.model(name).map_or(name, ModelConfig::upstream_model)
+    }
+
     pub fn upstream(&self, name: &str) -> Option<&UpstreamConfig> {
         self.upstreams.iter().find(|u| u.name == name)
     }
@@ -596,6 +602,22 @@ pub fn is_identifier(s: &str) -> bool {
         && s.len() <= 64
         && s.chars()
             .all(|c| c.is_ascii_alphanumeric() || matches!(c, '-' | '_' | '.'))
+}
+
+/// An endpoint name: `NAME` or `TENANT/NAME`, each part an identifier.
+pub fn is_endpoint_name(s: &str) -> bool {
+    match s.split_once('/') {
+        None => is_identifier(s),
+        Some((tenant, sub)) => is_identifier(tenant) && is_identifier(sub),
+    }
+}
+
+/// Whether traffic on `endpoint` counts toward what is configured for `name`: the
+/// endpoint itself, or one of its sub-endpoints (`name/...`).
+pub fn endpoint_covers(name: &str, endpoint: &str) -> bool {
+    endpoint
+        .strip_prefix(name)
+        .is_some_and(|rest| rest.is_empty() || rest.starts_with('/'))
 }
 
 fn describe_toml_error(e: &toml::de::Error) -> String {

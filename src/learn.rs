@@ -2,7 +2,6 @@
 //! gate, and versioned heads (`<dir of router.head>/heads/<time>-<hash>.*`, with
 //! `CURRENT` naming the installed one).
 
-use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 
 use rusqlite::params;
@@ -179,41 +178,52 @@ pub fn ensure_baseline(head_path: &Path) -> Result<(), ClassifyError> {
     Ok(())
 }
 
+/// The stored versions, oldest first (newest last), read only. Before the first
+/// retrain there are none: the installed head is then listed as `installed`.
 pub fn list_versions(head_path: &Path) -> Result<Vec<HeadVersion>, ClassifyError> {
     let dir = heads_dir(head_path);
     let current = std::fs::read_to_string(dir.join("CURRENT")).unwrap_or_default();
-    let mut out = BTreeMap::new();
-    let Ok(entries) = std::fs::read_dir(&dir) else {
-        return Ok(Vec::new());
-    };
-    for e in entries.flatten() {
-        let p = e.path();
-        if p.extension().and_then(|x| x.to_str()) != Some("safetensors") {
-            continue;
+    let mut out = Vec::new();
+    if let Ok(entries) = std::fs::read_dir(&dir) {
+        for e in entries.flatten() {
+            let p = e.path();
+            if p.extension().and_then(|x| x.to_str()) != Some("safetensors") {
+                continue;
+            }
+            let Some(version) = p.file_stem().and_then(|s| s.to_str()).map(str::to_string) else {
+                continue;
+            };
+            out.push(describe_version(
+                &p,
+                version.clone(),
+                version == current.trim(),
+            ));
         }
-        let Some(version) = p.file_stem().and_then(|s| s.to_str()).map(str::to_string) else {
-            continue;
-        };
-        let meta: Option<serde_json::Value> = std::fs::read(meta_path(&p))
-            .ok()
-            .and_then(|b| serde_json::from_slice(&b).ok());
-        out.insert(
-            version.clone(),
-            HeadVersion {
-                current: version == current.trim(),
-                created: meta
-                    .as_ref()
-                    .and_then(|m| m["created"].as_str())
-                    .unwrap_or("")
-                    .to_string(),
-                validation_accuracy: meta
-                    .as_ref()
-                    .and_then(|m| m["metrics"]["validation"]["accuracy"].as_f64()),
-                version,
-            },
-        );
     }
-    Ok(out.into_values().collect())
+    if out.is_empty() && head_path.exists() {
+        out.push(describe_version(head_path, "installed".into(), true));
+    }
+    out.sort_by(|a, b| a.created.cmp(&b.created).then(a.version.cmp(&b.version)));
+    Ok(out)
+}
+
+/// A head file's version entry: its creation time and routed validation accuracy.
+fn describe_version(path: &Path, version: String, current: bool) -> HeadVersion {
+    let meta: Option<serde_json::Value> = std::fs::read(meta_path(path))
+        .ok()
+        .and_then(|b| serde_json::from_slice(&b).ok());
+    HeadVersion {
+        current,
+        created: meta
+            .as_ref()
+            .and_then(|m| m["created"].as_str())
+            .unwrap_or("")
+            .to_string(),
+        validation_accuracy: meta
+            .as_ref()
+            .and_then(|m| m["metrics"]["routed_validation"]["accuracy"].as_f64()),
+        version,
+    }
 }
 
 #[cfg(test)]

@@ -52,6 +52,11 @@ fn bad(message: impl Into<String>, param: &str) -> PipelineError {
     }
 }
 
+/// Characters of the last user message that routing and the cache look at. The
+/// embedding uses its first 256 word pieces (a few thousand characters); the rest
+/// only costs time to carry.
+pub const ROUTED_TEXT_MAX_CHARS: usize = 8192;
+
 const ROLES: [&str; 6] = [
     "system",
     "developer",
@@ -68,8 +73,12 @@ pub struct ChatRequest {
     pub model: String,
     pub stream: bool,
     pub include_usage: bool,
-    /// Text the router classifies: the last user message.
+    /// Text the router classifies: the last user message, at most
+    /// [`ROUTED_TEXT_MAX_CHARS`] of it.
     pub routed_text: String,
+    /// When the message was longer than that: a hash of all of it, part of the cache
+    /// scope, so two long messages that share their start never share an answer.
+    pub routed_text_cut: Option<[u8; 32]>,
     /// Identifies the conversation when it already has an assistant turn.
     pub conversation: Option<[u8; 16]>,
     /// Key a first turn's answer will be known by (system + first user message).
@@ -225,9 +234,13 @@ impl ChatRequest {
             .rev()
             .find(|m| m.get("role").and_then(Value::as_str) == Some("user"))
             .or_else(|| messages.last());
-        let routed_text = last_user
+        let full_text = last_user
             .map(|m| content_text(m.get("content").unwrap_or(&Value::Null)))
             .unwrap_or_default();
+        let routed_text = crate::embed::prefix_chars(&full_text, ROUTED_TEXT_MAX_CHARS);
+        let routed_text_cut = (routed_text.len() < full_text.len())
+            .then(|| Sha256::digest(full_text.as_bytes()).into());
+        let routed_text = routed_text.to_string();
         let opening = opening_hash(messages);
         let conversation = match conversation_header {
             Some(h) => Some(header_key(h)),
@@ -247,6 +260,7 @@ impl ChatRequest {
             stream,
             include_usage,
             routed_text,
+            routed_text_cut,
             conversation,
             opening,
         })
@@ -327,6 +341,8 @@ pub struct Routing {
     pub vector: Option<Vec<f32>>,
     /// Sent to the cheapest tier because a budget with `downgrade` is spent.
     pub downgraded: bool,
+    /// A `downgrade` budget is spent but the request named its model explicitly.
+    pub budget_spent: bool,
     /// What prompt compression did to the forwarded request.
     #[serde(skip)]
     pub compression: Option<crate::compress::Compression>,
@@ -448,7 +464,7 @@ impl Pipeline {
         head: Arc<TierHead>,
         dry_run: bool,
     ) -> Result<Self, String> {
-        let upstreams = Upstreams::new(&cfg)?;
+        let upstreams = Upstreams::new(&cfg, !dry_run)?;
         let cfg_compress = cfg.compress.clone();
         let sticky = StickyTiers::new(
             cfg.server.sticky_conversations,
@@ -486,7 +502,7 @@ impl Pipeline {
             emb.features_dim(),
         )
         .map_err(|e| e.to_string())?;
-        let upstreams = Upstreams::new(&cfg)?;
+        let upstreams = Upstreams::new(&cfg, !self.dry_run)?;
         if let Some(l) = &self.ledger {
             l.reload(&cfg);
         }
@@ -524,6 +540,13 @@ impl Pipeline {
                 retry_after_secs,
             }),
             crate::ledger::budget::Verdict::Downgrade { budget } => {
+                // An explicitly requested model is the client's choice: `downgrade`
+                // leaves it alone and says so (`x-triage-budget: spent`); only
+                // `reject` refuses it.
+                if routing.decision.is_none() {
+                    routing.budget_spent = true;
+                    return Ok(());
+                }
                 let Some(cheapest) = live.head.labels().first() else {
                     return Ok(());
                 };
@@ -703,7 +726,10 @@ impl Pipeline {
             "messages".into(),
             Value::Array(messages[..messages.len() - 1].to_vec()),
         );
+        // The authenticated tenant first: no header can reach another tenant's entries.
         let mut h = Sha256::new();
+        h.update(ctx.tenant.as_bytes());
+        h.update([0]);
         h.update(ctx.endpoint.as_bytes());
         h.update([0]);
         h.update(
@@ -716,6 +742,10 @@ impl Pipeline {
         );
         h.update([0]);
         h.update(Value::Object(shape).to_string().as_bytes());
+        if let Some(cut) = &req.routed_text_cut {
+            h.update(b"\0cut\0");
+            h.update(cut);
+        }
         let mut scope = [0u8; 16];
         scope.copy_from_slice(&h.finalize()[..16]);
         Some(CacheKey {
@@ -787,6 +817,7 @@ impl Pipeline {
                 timings: RouteTimings::default(),
                 vector: None,
                 downgraded: false,
+                budget_spent: false,
                 compression: None,
             });
         }
@@ -825,6 +856,7 @@ impl Pipeline {
         Ok(Routing {
             compression: None,
             downgraded: false,
+            budget_spent: false,
             vector: Some(embedded.embedding.vector),
             models: decision.models.clone(),
             decision: Some(decision),
@@ -893,17 +925,22 @@ impl Pipeline {
                             upstream_ms: 0,
                         },
                     );
+                    // The body names the model as the replayed answer did.
                     let body = if req.stream {
                         ReplyBody::Stream(replay_stream(
                             &ctx.request_id,
-                            &answer.model,
+                            &answer.response_model,
                             &answer.content,
                             req.include_usage,
                         ))
                     } else {
                         ReplyBody::Json(Bytes::from(
-                            completion_json(&ctx.request_id, &answer.model, &answer.content)
-                                .to_string(),
+                            completion_json(
+                                &ctx.request_id,
+                                &answer.response_model,
+                                &answer.content,
+                            )
+                            .to_string(),
                         ))
                     };
                     return Ok(Reply {
@@ -962,8 +999,9 @@ impl Pipeline {
             if !ctx.compress_off && c.active(&ctx.endpoint) {
                 let mut body = req.raw.clone();
                 let model = routing.models.first().cloned().unwrap_or_default();
+                let tokenizer = live.cfg.upstream_model_id(&model).to_string();
                 let result = c
-                    .compress(&mut body, &model, &ctx.endpoint, live.clone())
+                    .compress(&mut body, &tokenizer, &ctx.endpoint, live.clone())
                     .await;
                 if result.mode != "none" {
                     tracing::info!(request_id = %ctx.request_id, mode = result.mode,
@@ -1050,10 +1088,16 @@ impl Pipeline {
                         let u = usage.unwrap_or_default();
                         self.cache_store(
                             k,
-                            &ctx.endpoint,
+                            &ctx.tenant,
                             &req.routed_text,
                             CachedAnswer {
                                 content,
+                                response_model: parsed
+                                    .as_ref()
+                                    .and_then(|v| v.get("model"))
+                                    .and_then(Value::as_str)
+                                    .unwrap_or(&model)
+                                    .to_string(),
                                 model: model.clone(),
                                 finish_reason: finish.to_string(),
                                 prompt_tokens: u.prompt_tokens,
@@ -1070,7 +1114,7 @@ impl Pipeline {
                 let req2 = req.clone();
                 let routing2 = routing.clone();
                 let request_id = ctx.request_id.clone();
-                let endpoint = ctx.endpoint.clone();
+                let tenant = ctx.tenant.clone();
                 let model2 = model.clone();
                 let ctx2 = ctx.clone();
                 let live2 = live.clone();
@@ -1112,10 +1156,13 @@ impl Pipeline {
                         let u = outcome.usage.unwrap_or_default();
                         this.cache_store(
                             k,
-                            &endpoint,
+                            &tenant,
                             &req2.routed_text,
                             CachedAnswer {
                                 content: outcome.content,
+                                response_model: outcome
+                                    .response_model
+                                    .unwrap_or_else(|| model2.clone()),
                                 model: model2,
                                 finish_reason: "stop".into(),
                                 prompt_tokens: u.prompt_tokens,
@@ -1294,6 +1341,25 @@ mod tests {
         assert_eq!(r.routed_text, "second");
         assert!(r.conversation.is_some());
         assert_eq!(r.conversation, Some(conversation_key(&r.opening, "answer")));
+    }
+
+    #[test]
+    fn a_huge_message_is_routed_on_a_bounded_prefix() {
+        let words = "lorem ipsum dolor sit amet ".repeat(20_000);
+        let a = parse(json!({"model": "auto", "messages": [{"role": "user", "content": words.clone() + "alpha"}]}))
+            .unwrap();
+        let b = parse(
+            json!({"model": "auto", "messages": [{"role": "user", "content": words + "beta"}]}),
+        )
+        .unwrap();
+        assert_eq!(a.routed_text.chars().count(), ROUTED_TEXT_MAX_CHARS);
+        assert_eq!(a.routed_text, b.routed_text);
+        // The prefixes are equal, the messages are not: the cache must tell them apart.
+        assert!(a.routed_text_cut.is_some() && a.routed_text_cut != b.routed_text_cut);
+        let short =
+            parse(json!({"model": "auto", "messages": [{"role": "user", "content": "hi"}]}))
+                .unwrap();
+        assert_eq!(short.routed_text_cut, None);
     }
 
     #[test]

@@ -192,6 +192,18 @@ enforcement = "downgrade"
     assert_eq!(r.headers()["x-triage-model"], "ok-simple");
     assert_eq!(r.headers()["x-triage-tier"], "SIMPLE");
     assert_eq!(r.headers()["x-triage-budget"], "downgraded");
+    // A model the client names explicitly is left alone by `downgrade` (only
+    // `reject` refuses it), and the reply says the budget is spent.
+    let r = client()
+        .post(t.url("/v1/chat/completions"))
+        .header("x-triage-endpoint", "docs")
+        .json(&serde_json::json!({"model": "ok-complex", "messages": [{"role": "user", "content": COMPLEX_TEXT}]}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 200);
+    assert_eq!(r.headers()["x-triage-model"], "ok-complex");
+    assert_eq!(r.headers()["x-triage-budget"], "spent");
     // The next day it is lifted.
     CLOCK.store(hour + 86_400 + 5, Ordering::Relaxed);
     let r = ask(&t, COMPLEX_TEXT, "docs").await;

@@ -45,6 +45,37 @@ fn config(fake: &FakeUpstream, extra: &str) -> String {
 }
 
 #[tokio::test]
+async fn a_hit_names_the_model_as_the_answer_it_replays() {
+    let fake = start_fake().await;
+    // `fa-mini` is the configured name; the upstream knows it as `ok-simple`.
+    let cfg = openai_config(&fake, ["fa-mini", "ok-moderate", "ok-complex"], "").replace(
+        "[[models]]\nname = \"fa-mini\"\nupstream = \"fake\"\n",
+        "[[models]]\nname = \"fa-mini\"\nupstream = \"fake\"\nupstream_model = \"ok-simple\"\n",
+    );
+    let t = start_triage_cached(&cfg, None).await;
+    let r = send(&t, &q("What are your opening hours?"), &[]).await;
+    assert_eq!(cache_header(&r), "miss");
+    assert_eq!(r.headers()["x-triage-model"], "fa-mini");
+    let miss: Value = r.json().await.unwrap();
+    assert_eq!(miss["model"], "ok-simple");
+    wait_entries(&t, 1).await;
+    for stream in [false, true] {
+        let mut body = q("what are your opening hours");
+        body["stream"] = json!(stream);
+        let r = send(&t, &body, &[]).await;
+        assert_eq!(cache_header(&r), "hit");
+        assert_eq!(r.headers()["x-triage-model"], "fa-mini");
+        let text = r.text().await.unwrap();
+        let first = if stream {
+            serde_json::from_str::<Value>(&sse_data(&text)[0]).unwrap()
+        } else {
+            serde_json::from_str::<Value>(&text).unwrap()
+        };
+        assert_eq!(first["model"], miss["model"], "{text}");
+    }
+}
+
+#[tokio::test]
 async fn paraphrase_hits_and_look_alikes_miss() {
     let fake = start_fake().await;
     let t = start_triage_cached(&config(&fake, ""), None).await;

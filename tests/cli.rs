@@ -200,3 +200,47 @@ fn bench_reports_latency_throughput_and_stages() {
     assert!(v["stages"]["embed"]["p50_us"].as_u64().unwrap() > 0);
     assert!(v["throughput_rps"].as_f64().unwrap() > 0.0);
 }
+
+#[test]
+fn start_up_errors_are_said_once_and_name_what_is_wrong() {
+    // A missing config file: the OS reason once, not twice.
+    let out = triage()
+        .args(["--config", "missing.toml", "route", "hi"])
+        .output()
+        .unwrap();
+    assert!(!out.status.success());
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("missing.toml"), "{err}");
+    assert_eq!(err.matches("No such file").count(), 1, "{err}");
+
+    // A port in use: the address is named.
+    let busy = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let addr = busy.local_addr().unwrap().to_string();
+    let out = triage()
+        .args(["serve", "--dry-run", "--listen", &addr])
+        .output()
+        .unwrap();
+    assert!(!out.status.success());
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains(&addr) && err.contains("in use"), "{err}");
+
+    // An upstream key that is configured but not set stops start-up, naming the
+    // variable; a dry run starts without it.
+    let dir = tempfile::tempdir().unwrap();
+    let cfg = dir.path().join("t.toml");
+    std::fs::write(
+        &cfg,
+        "[[upstreams]]\nname = \"up\"\nkind = \"openai\"\nbase_url = \"http://127.0.0.1:9/v1\"\napi_key_env = \"TRIAGE_TEST_NOT_SET\"\n",
+    )
+    .unwrap();
+    let out = triage()
+        .env_remove("TRIAGE_TEST_NOT_SET")
+        .args(["--config", cfg.to_str().unwrap(), "--data-dir"])
+        .arg(dir.path())
+        .args(["serve", "--listen", "127.0.0.1:0"])
+        .output()
+        .unwrap();
+    assert!(!out.status.success());
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("TRIAGE_TEST_NOT_SET"), "{err}");
+}

@@ -148,6 +148,19 @@ async fn corrections_retrain_reload_and_roll_back_and_random_labels_are_refused(
     assert!(exported.iter().filter(|e| e["flag"] == "misroute").count() >= 20);
     assert!(exported.iter().all(|e| e["text"].is_string()));
 
+    // `head list` only reads: before the first retrain it lists the installed head
+    // and writes nothing.
+    let list = triage_cmd(&cfg_path, &data)
+        .args(["head", "list"])
+        .output()
+        .unwrap();
+    let listing = String::from_utf8_lossy(&list.stdout).into_owned();
+    assert!(listing.contains("* installed"), "{listing}");
+    assert!(
+        !dir.path().join("models/heads").exists(),
+        "head list wrote models/heads"
+    );
+
     let out = triage_cmd(&cfg_path, &data)
         .args(["retrain", "--since", "1d", "--cache-dir"])
         .arg(&embed_cache)
@@ -232,6 +245,19 @@ async fn corrections_retrain_reload_and_roll_back_and_random_labels_are_refused(
         .unwrap_or_else(|| panic!("no baseline in {listing}"))
         .to_string();
     assert_eq!(listing.lines().count(), 2, "{listing}");
+    // Newest last, the retrained head current, both with their routed accuracy.
+    let lines: Vec<&str> = listing.lines().collect();
+    assert!(
+        lines[0].contains("baseline-") && !lines[0].starts_with('*'),
+        "{listing}"
+    );
+    assert!(lines[1].starts_with('*'), "{listing}");
+    for l in &lines {
+        assert!(
+            l.contains("routed validation accuracy") && l.contains('%'),
+            "{listing}"
+        );
+    }
     let used = triage_cmd(&cfg_path, &data)
         .args(["head", "use", &baseline])
         .output()

@@ -123,6 +123,24 @@ async fn costs_usage_savings_feedback_and_report() {
         .await
         .unwrap();
     assert_eq!(r.status(), 400);
+    // Feedback sent twice for one request replaces the earlier one.
+    let r = client()
+        .post(t.url("/v1/feedback"))
+        .json(&json!({"request_id": id1, "correct_tier": "MODERATE", "note": "again"}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 202);
+    // An id no request had is not "recorded".
+    let r = client()
+        .post(t.url("/v1/feedback"))
+        .json(&json!({"request_id": "req_does_not_exist", "outcome": "success"}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 404);
+    let v: Value = r.json().await.unwrap();
+    assert_eq!(v["error"]["code"], "request_not_found", "{v}");
     tokio::time::sleep(Duration::from_millis(100)).await;
     flush(&t);
 
@@ -182,6 +200,15 @@ async fn costs_usage_savings_feedback_and_report() {
     assert_eq!((shop_tokens.p50_tokens, shop_tokens.p95_tokens), (16, 18));
     let text = rep.render("endpoint");
     assert!(text.contains("misroute rate 50.0%"), "{text}");
+    // An unpriced model's row says so instead of showing a cost of zero.
+    let by_model = build(&db, 0, i64::MAX, GroupBy::Model)
+        .unwrap()
+        .render("model");
+    let row = by_model
+        .lines()
+        .find(|l| l.starts_with("ok-moderate"))
+        .unwrap_or_else(|| panic!("{by_model}"));
+    assert!(row.contains("unpriced") && !row.contains("0.0000"), "{row}");
 }
 
 #[tokio::test]
@@ -220,6 +247,10 @@ async fn metrics_are_valid_prometheus_text() {
             && s.labels.get("model") == Some("ok-complex")
             && s.labels.get("cache") == Some("bypass")));
     assert!(!find("triage_cost_usd_total").is_empty());
+    assert!(
+        body.contains("# TYPE triage_cost_usd_total counter"),
+        "spend is a counter: {body}"
+    );
     assert!(
         !find("triage_request_input_tokens").is_empty(),
         "token histograms per endpoint"

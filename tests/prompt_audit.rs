@@ -58,6 +58,35 @@ fn audit_counts_tokens_finds_duplicates_defaults_and_cost() {
     // gpt-4o-mini input: $0.15 per 1M tokens.
     let monthly = a["monthly_cost_usd"].as_f64().unwrap();
     assert!((monthly - total as f64 * 10000.0 * 30.0 * 0.15 / 1e6).abs() < 1e-9);
+
+    // A configured name for the same model counts with the model's own tokenizer
+    // (its `upstream_model`), not with the estimate for unknown families.
+    let dir = tempfile::tempdir().unwrap();
+    let cfg = dir.path().join("t.toml");
+    std::fs::write(
+        &cfg,
+        "[[upstreams]]\nname = \"up\"\nkind = \"openai\"\nbase_url = \"http://127.0.0.1:9/v1\"\n\
+         [[models]]\nname = \"house-mini\"\nupstream = \"up\"\nupstream_model = \"gpt-4o-mini\"\n\
+         [router.tiers]\nSIMPLE = [\"house-mini\"]\nMODERATE = [\"house-mini\"]\nCOMPLEX = [\"house-mini\"]\n",
+    )
+    .unwrap();
+    let out = Command::new(env!("CARGO_BIN_EXE_triage"))
+        .current_dir(env!("CARGO_MANIFEST_DIR"))
+        .env_remove("TRIAGE_CONFIG")
+        .arg("--config")
+        .arg(&cfg)
+        .args(["prompt", "audit", "--json", "--model", "house-mini"])
+        .arg(fixture("support_prompt.txt"))
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let v: Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(v["audit"]["total_tokens"].as_u64(), Some(total));
+    assert_eq!(v["audit"]["model"], "house-mini");
 }
 
 #[tokio::test]

@@ -136,9 +136,16 @@ async fn explicit_models_pass_through_or_are_refused() {
 #[tokio::test]
 async fn falls_back_after_retries_and_retries_transient_errors() {
     let fake = start_fake().await;
-    let cfg = openai_config(&fake, ["flaky-429", "flaky-500", "fail-500"], "").replace(
+    // `fb-broken` is this test's own name for the failing model, so the process-wide
+    // metrics below count only this test's attempts.
+    let cfg = openai_config(
+        &fake,
+        ["flaky-429", "flaky-500", "fail-500"],
+        "[[models]]\nname = \"fb-broken\"\nupstream = \"fake\"\nupstream_model = \"fail-500\"\n",
+    )
+    .replace(
         "COMPLEX = [\"fail-500\"]",
-        "COMPLEX = [\"fail-500\", \"ok-complex\"]",
+        "COMPLEX = [\"fb-broken\", \"ok-complex\"]",
     );
     let t = start_triage(&cfg, false).await;
 
@@ -151,10 +158,76 @@ async fn falls_back_after_retries_and_retries_transient_errors() {
         "first attempt + 2 retries before fallback"
     );
     assert_eq!(fake.count("ok-complex"), 1);
+    // Every failed attempt is counted under the model that failed, though the
+    // client saw none of them.
+    let body = client()
+        .get(t.url("/metrics"))
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    let scrape = prometheus_parse::Scrape::parse(body.lines().map(|l| Ok(l.to_string()))).unwrap();
+    let value = |name: &str, labels: &[(&str, &str)]| -> f64 {
+        scrape
+            .samples
+            .iter()
+            .filter(|s| s.metric == name && labels.iter().all(|(k, v)| s.labels.get(k) == Some(*v)))
+            .map(|s| match s.value {
+                prometheus_parse::Value::Counter(v) | prometheus_parse::Value::Untyped(v) => v,
+                _ => f64::NAN,
+            })
+            .sum()
+    };
+    assert_eq!(
+        value(
+            "triage_upstream_errors_total",
+            &[("model", "fb-broken"), ("reason", "5xx")]
+        ),
+        3.0,
+        "{body}"
+    );
+    assert_eq!(
+        value("triage_upstream_retries_total", &[("model", "fb-broken")]),
+        2.0
+    );
+    assert_eq!(
+        value(
+            "triage_fallbacks_total",
+            &[("model", "fb-broken"), ("to", "ok-complex")]
+        ),
+        1.0
+    );
 
     let r = post(&t, "/v1/chat/completions", &chat(SIMPLE_TEXT)).await;
     assert_eq!(r.status(), 200, "429 with Retry-After is retried");
     assert_eq!(fake.count("flaky-429"), 2);
+}
+
+#[tokio::test]
+async fn an_upstream_429_reaches_the_client_when_no_fallback_answers() {
+    let fake = start_fake().await;
+    let cfg = openai_config(&fake, ["limit-30", "ok-moderate", "limit-30"], "").replace(
+        "COMPLEX = [\"limit-30\"]",
+        "COMPLEX = [\"limit-30\", \"ok-complex\"]",
+    );
+    let t = start_triage(&cfg, false).await;
+    // Retry-After 30 s is longer than the backoff cap: not waited out, not retried,
+    // and passed through with the 429.
+    let r = post(&t, "/v1/chat/completions", &chat(SIMPLE_TEXT)).await;
+    assert_eq!(header(&r, "retry-after"), "30");
+    let v = assert_openai_error(r, 429, "rate limit reached").await;
+    assert_eq!(v["error"]["code"], "upstream_rate_limited");
+    assert_eq!(
+        fake.count("limit-30"),
+        1,
+        "one attempt: the 30 s wait is not slept"
+    );
+    // With a fallback that answers, the client never sees the 429.
+    let r = post(&t, "/v1/chat/completions", &chat(COMPLEX_TEXT)).await;
+    assert_eq!(r.status(), 200);
+    assert_eq!(header(&r, "x-triage-model"), "ok-complex");
 }
 
 #[tokio::test]
@@ -382,14 +455,33 @@ async fn anthropic_is_translated_both_ways() {
 }
 
 #[tokio::test]
-async fn missing_upstream_key_is_reported_without_the_secret() {
+async fn a_missing_upstream_key_stops_start_up_except_in_dry_runs() {
     std::env::remove_var("TRIAGE_TEST_MISSING_KEY");
     let fake = start_fake().await;
     let cfg =
         anthropic_config(&fake).replace("TRIAGE_TEST_ANTHROPIC_KEY", "TRIAGE_TEST_MISSING_KEY");
-    let t = start_triage(&cfg, false).await;
-    let r = post(&t, "/v1/chat/completions", &chat(SIMPLE_TEXT)).await;
-    assert_openai_error(r, 502, "TRIAGE_TEST_MISSING_KEY").await;
+    let cfg = triage::config::Config::parse(&cfg, std::path::Path::new("t.toml")).unwrap();
+    let pool = || triage::embed::EmbedPool::start(engine().embedder.clone(), 1, 8, 16);
+    let err = triage::pipeline::Pipeline::new(
+        std::sync::Arc::new(cfg.clone()),
+        pool(),
+        engine().head.clone(),
+        false,
+    )
+    .err()
+    .expect("a missing key must stop start-up");
+    assert!(
+        err.contains("TRIAGE_TEST_MISSING_KEY") && err.contains("api_key_env"),
+        "{err}"
+    );
+    // A dry run never calls the upstream, so it may start without the key.
+    assert!(triage::pipeline::Pipeline::new(
+        std::sync::Arc::new(cfg),
+        pool(),
+        engine().head.clone(),
+        true
+    )
+    .is_ok());
     assert!(fake.requests().is_empty());
 }
 
@@ -456,8 +548,32 @@ async fn bad_requests_get_openai_errors() {
         .await
         .unwrap();
     assert_openai_error(r, 413, "limit").await;
+    // A body far larger than the socket buffers, sent whole before the answer is
+    // read (as the SDKs do): the client still gets the 413, not a broken pipe.
+    let r = client()
+        .post(&url)
+        .header("content-type", "application/json")
+        .body(vec![b' '; 3 << 20])
+        .send()
+        .await
+        .expect("a 413, not a broken pipe");
+    assert_openai_error(r, 413, "limit").await;
     let r = client().get(t.url("/v1/nothing")).send().await.unwrap();
-    assert_openai_error(r, 404, "Unknown request URL").await;
+    assert!(r.headers().contains_key("x-triage-request-id"));
+    let v = assert_openai_error(r, 404, "Unknown request URL").await;
+    let msg = v["error"]["message"].as_str().unwrap();
+    for e in [
+        "/v1/chat/completions",
+        "/v1/feedback",
+        "/readyz",
+        "/admin/cache/purge",
+    ] {
+        assert!(msg.contains(e), "{msg}");
+    }
+    // The wrong method gets a JSON error, not an empty 405.
+    let r = client().get(&url).send().await.unwrap();
+    assert!(r.headers().contains_key("x-triage-request-id"));
+    assert_openai_error(r, 405, "GET is not allowed on /v1/chat/completions").await;
     assert!(
         fake.requests().is_empty(),
         "nothing bad reached the upstream"

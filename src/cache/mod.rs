@@ -810,6 +810,7 @@ mod tests {
         CachedAnswer {
             content: s.into(),
             model: "m".into(),
+            response_model: "m".into(),
             finish_reason: "stop".into(),
             prompt_tokens: 1,
             completion_tokens: 1,

@@ -18,11 +18,75 @@ use serde::{Deserialize, Serialize};
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct CachedAnswer {
     pub content: String,
+    /// The configured model name that answered (`x-triage-model`).
     pub model: String,
+    /// The model id the upstream's reply carried (its `model` field), which a hit
+    /// carries too, so a hit looks like the answer it replays.
+    pub response_model: String,
     pub finish_reason: String,
     pub prompt_tokens: u64,
     pub completion_tokens: u64,
     pub cached_tokens: u64,
+}
+
+/// A cached answer as the first store format wrote it (no `response_model`).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+struct CachedAnswerV1 {
+    content: String,
+    model: String,
+    finish_reason: String,
+    prompt_tokens: u64,
+    completion_tokens: u64,
+    cached_tokens: u64,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+struct EntryRecordV1 {
+    id: u64,
+    scope: [u8; 16],
+    tenant: String,
+    text: String,
+    vector: Vec<f32>,
+    answer: CachedAnswerV1,
+    created: u64,
+    expires: u64,
+}
+
+/// The records as framed on disk. Postcard is not self-describing, so a changed
+/// entry is a new variant at the end; old variants stay readable.
+#[allow(clippy::large_enum_variant)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+enum Disk {
+    PutV1(EntryRecordV1),
+    Delete(Vec<u64>),
+    Put(EntryRecord),
+}
+
+impl From<Disk> for Record {
+    fn from(d: Disk) -> Self {
+        match d {
+            Disk::PutV1(e) => Record::Put(EntryRecord {
+                id: e.id,
+                scope: e.scope,
+                tenant: e.tenant,
+                text: e.text,
+                vector: e.vector,
+                answer: CachedAnswer {
+                    response_model: e.answer.model.clone(),
+                    content: e.answer.content,
+                    model: e.answer.model,
+                    finish_reason: e.answer.finish_reason,
+                    prompt_tokens: e.answer.prompt_tokens,
+                    completion_tokens: e.answer.completion_tokens,
+                    cached_tokens: e.answer.cached_tokens,
+                },
+                created: e.created,
+                expires: e.expires,
+            }),
+            Disk::Delete(ids) => Record::Delete(ids),
+            Disk::Put(e) => Record::Put(e),
+        }
+    }
 }
 
 /// One stored entry.
@@ -39,7 +103,9 @@ pub struct EntryRecord {
     pub expires: u64,
 }
 
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+// Records are made and consumed one at a time; boxing the entry would buy nothing.
+#[allow(clippy::large_enum_variant)]
+#[derive(Debug, Clone, PartialEq)]
 pub enum Record {
     Put(EntryRecord),
     Delete(Vec<u64>),
@@ -64,7 +130,11 @@ fn io(path: &Path) -> impl FnOnce(std::io::Error) -> StoreError + '_ {
 }
 
 pub fn encode(record: &Record) -> Result<Vec<u8>, StoreError> {
-    let payload = postcard::to_stdvec(record).map_err(|e| StoreError::Encode(e.to_string()))?;
+    let disk = match record {
+        Record::Put(e) => Disk::Put(e.clone()),
+        Record::Delete(ids) => Disk::Delete(ids.clone()),
+    };
+    let payload = postcard::to_stdvec(&disk).map_err(|e| StoreError::Encode(e.to_string()))?;
     let mut out = Vec::with_capacity(payload.len() + 8);
     out.extend_from_slice(&(payload.len() as u32).to_le_bytes());
     out.extend_from_slice(&crc32fast::hash(&payload).to_le_bytes());
@@ -106,8 +176,8 @@ pub fn each_record(path: &Path, mut f: impl FnMut(Record)) -> Result<u64, StoreE
         if r.read_exact(&mut payload).is_err() || crc32fast::hash(&payload) != crc {
             break;
         }
-        match postcard::from_bytes::<Record>(&payload) {
-            Ok(rec) => f(rec),
+        match postcard::from_bytes::<Disk>(&payload) {
+            Ok(rec) => f(rec.into()),
             Err(_) => break,
         }
         good += 8 + len as u64;
@@ -245,6 +315,7 @@ mod tests {
             answer: CachedAnswer {
                 content: format!("answer {id}"),
                 model: "m".into(),
+                response_model: "m-2026".into(),
                 finish_reason: "stop".into(),
                 prompt_tokens: 1,
                 completion_tokens: 2,
@@ -305,5 +376,42 @@ mod tests {
             ]
         );
         assert!(!dir.path().join("cache.log.old").exists());
+    }
+
+    #[test]
+    fn records_of_the_first_format_still_load() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("old.log");
+        let v1 = Disk::PutV1(EntryRecordV1 {
+            id: 7,
+            scope: [1; 16],
+            tenant: "t".into(),
+            text: "q".into(),
+            vector: vec![0.5; 4],
+            answer: CachedAnswerV1 {
+                content: "a".into(),
+                model: "gpt-4o-mini".into(),
+                finish_reason: "stop".into(),
+                prompt_tokens: 1,
+                completion_tokens: 2,
+                cached_tokens: 0,
+            },
+            created: 1,
+            expires: 2,
+        });
+        let payload = postcard::to_stdvec(&v1).unwrap();
+        let mut framed = (payload.len() as u32).to_le_bytes().to_vec();
+        framed.extend_from_slice(&crc32fast::hash(&payload).to_le_bytes());
+        framed.extend_from_slice(&payload);
+        std::fs::write(&path, &framed).unwrap();
+        let (records, good) = read_records(&path).unwrap();
+        assert_eq!(good, framed.len() as u64);
+        match &records[..] {
+            [Record::Put(e)] => {
+                assert_eq!((e.id, e.answer.content.as_str()), (7, "a"));
+                assert_eq!(e.answer.response_model, "gpt-4o-mini");
+            }
+            other => panic!("{other:?}"),
+        }
     }
 }

@@ -411,6 +411,56 @@ pub fn decide(
     }
 }
 
+/// The routed tier (the head plus the policy, as `serve` decides) of each input.
+pub fn routed_tiers(
+    head: &TierHead,
+    xs: &[Vec<f32>],
+    router: &crate::config::RouterConfig,
+) -> Vec<usize> {
+    xs.iter()
+        .map(|x| {
+            apply_policy(
+                &head.predict(x),
+                router.min_confidence,
+                router.top_tier_guard,
+            )
+            .0
+        })
+        .collect()
+}
+
+/// The head with its routed validation metrics recorded as `metrics.routed_validation`
+/// (and the policy that produced them): the one "validation accuracy" that `train`,
+/// `retrain` and `head list` show.
+pub fn with_routed_validation(
+    head: TierHead,
+    val_x: &[Vec<f32>],
+    val_y: &[usize],
+    router: &crate::config::RouterConfig,
+) -> Result<(TierHead, EvalReport), ClassifyError> {
+    let routed = evaluate(head.labels(), val_y, &routed_tiers(&head, val_x, router));
+    let mut meta = head.meta().clone();
+    if !meta.metrics.is_object() {
+        meta.metrics = serde_json::json!({});
+    }
+    if let serde_json::Value::Object(m) = &mut meta.metrics {
+        m.insert(
+            "routed_validation".into(),
+            serde_json::to_value(&routed).map_err(|e| ClassifyError::Data(e.to_string()))?,
+        );
+        m.insert(
+            "min_confidence".into(),
+            serde_json::json!(router.min_confidence),
+        );
+        m.insert(
+            "top_tier_guard".into(),
+            serde_json::json!(router.top_tier_guard),
+        );
+    }
+    let head = head.with_meta(meta).map_err(ClassifyError::Data)?;
+    Ok((head, routed))
+}
+
 impl TierHead {
     /// Raw parameters: (row-major weight, bias).
     pub fn weights(&self) -> (&[f32], &[f32]) {

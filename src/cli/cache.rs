@@ -66,6 +66,7 @@ fn fill(a: FillArgs) -> anyhow::Result<ExitCode> {
             CachedAnswer {
                 content: padded(format!("answer {i}"), a.answer_bytes),
                 model: "synthetic".into(),
+                response_model: "synthetic".into(),
                 finish_reason: "stop".into(),
                 prompt_tokens: 10,
                 completion_tokens: 20,

@@ -52,7 +52,9 @@ pub fn run(a: FakeUpstreamArgs) -> anyhow::Result<ExitCode> {
         .build()?;
     rt.block_on(async {
         let app = Router::new().route("/v1/chat/completions", post(completion));
-        let listener = tokio::net::TcpListener::bind(a.listen).await?;
+        let listener = tokio::net::TcpListener::bind(a.listen)
+            .await
+            .map_err(|e| anyhow::anyhow!("cannot listen on {}: {e}", a.listen))?;
         eprintln!("fake upstream on http://{}/v1", a.listen);
         axum::serve(listener, app).await?;
         Ok(ExitCode::SUCCESS)

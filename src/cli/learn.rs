@@ -302,6 +302,7 @@ pub fn run_retrain(g: &super::Global, a: RetrainArgs) -> anyhow::Result<ExitCode
         }
         Ok(()) => {
             triage::learn::ensure_baseline(&path)?;
+            let (new, _) = triage::classify::with_routed_validation(new, &vx, &vy, &cfg.router)?;
             let version = triage::learn::save_version(&new, &path)?;
             println!(
                 "\nACCEPTED: installed head {version} at {}. Reload the server: POST /admin/reload or SIGHUP.",
@@ -366,10 +367,10 @@ pub fn run_head(g: &super::Global, cmd: HeadCommand) -> anyhow::Result<ExitCode>
     let path = head_path(&cfg);
     match cmd {
         HeadCommand::List => {
-            triage::learn::ensure_baseline(&path)?;
+            // Reads only: nothing is written until a retrain or `head use`.
             for v in triage::learn::list_versions(&path)? {
                 println!(
-                    "{} {:<36} created {:<22} validation accuracy {}",
+                    "{} {:<36} created {:<22} routed validation accuracy {}",
                     if v.current { "*" } else { " " },
                     v.version,
                     v.created,

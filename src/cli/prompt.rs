@@ -48,15 +48,17 @@ pub fn run(g: &super::Global, cmd: PromptCommand) -> anyhow::Result<ExitCode> {
     let prices = triage::ledger::Prices::new(&cfg.prices);
     let upstream_model = cfg.model(&a.model).map(|m| m.upstream_model().to_string());
     let price = prices.get(&a.model, upstream_model.as_deref()).copied();
-    let report = audit(
+    let mut report = audit(
         &prompt,
-        &a.model,
+        // Tokens are counted by the id the upstream knows the model by.
+        cfg.upstream_model_id(&a.model),
         a.requests_per_day,
         price.as_ref(),
         &embedder,
         a.duplicate_threshold,
         0.75,
     )?;
+    report.model = a.model.clone();
     let ablation = if a.ablate {
         let eval = a
             .eval
@@ -169,7 +171,7 @@ fn ablate(
     let requests = eval_requests(eval)?;
     let sentences = split_sentences(prompt);
     let rt = tokio::runtime::Runtime::new()?;
-    let upstreams = Upstreams::new(cfg).map_err(anyhow::Error::msg)?;
+    let upstreams = Upstreams::new(cfg, true).map_err(anyhow::Error::msg)?;
     let ask = |system: &str, msgs: &[Value]| -> anyhow::Result<String> {
         let mut messages = vec![json!({"role": "system", "content": system})];
         messages.extend(msgs.iter().cloned());

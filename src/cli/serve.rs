@@ -103,7 +103,9 @@ pub fn run(g: &super::Global, a: ServeArgs) -> anyhow::Result<ExitCode> {
                 }
             });
         }
-        let listener = tokio::net::TcpListener::bind(&cfg.server.listen).await?;
+        let listener = tokio::net::TcpListener::bind(&cfg.server.listen)
+            .await
+            .map_err(|e| anyhow::anyhow!("cannot listen on {}: {e}", cfg.server.listen))?;
         let addr = listener.local_addr()?;
         tracing::info!(%addr, dry_run = a.dry_run, ready_ms = started.elapsed().as_millis() as u64, "triage listening");
         eprintln!(

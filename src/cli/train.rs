@@ -188,33 +188,13 @@ pub fn run_train(g: &super::Global, a: TrainArgs) -> anyhow::Result<ExitCode> {
         patience: a.patience,
     };
     let pb = bar(opts.max_epochs, "training");
-    let (mut head, report) = train_head(&tx, &ty, &vx, &vy, meta, &opts, |epoch, tl, vl| {
+    let (head, report) = train_head(&tx, &ty, &vx, &vy, meta, &opts, |epoch, tl, vl| {
         pb.set_position(epoch as u64);
         pb.set_message(format!("loss {tl:.3}/{vl:.3}"));
     })?;
     pb.finish_and_clear();
-    // Routed metrics: the head plus the min_confidence policy, as serve applies it.
-    let routed_pred: Vec<usize> = vx
-        .iter()
-        .map(|x| {
-            apply_policy(
-                &head.predict(x),
-                cfg.router.min_confidence,
-                cfg.router.top_tier_guard,
-            )
-            .0
-        })
-        .collect();
-    let routed = evaluate(&a.labels, &vy, &routed_pred);
-    let mut meta = head.meta().clone();
-    if let serde_json::Value::Object(m) = &mut meta.metrics {
-        m.insert("routed_validation".into(), serde_json::to_value(&routed)?);
-        m.insert(
-            "min_confidence".into(),
-            serde_json::json!(cfg.router.min_confidence),
-        );
-    }
-    head = head.with_meta(meta).map_err(anyhow::Error::msg)?;
+    // Routed metrics: the head plus the policy, as serve applies it.
+    let (head, routed) = triage::classify::with_routed_validation(head, &vx, &vy, &cfg.router)?;
     let out = a.out.clone().unwrap_or_else(|| head_path(&cfg));
     head.save(&out)?;
     println!(

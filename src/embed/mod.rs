@@ -460,7 +460,9 @@ impl Embedder {
         Ok((e, t))
     }
 
-    /// Embeds a batch: one sentence vector and one feature vector per input.
+    /// Embeds a batch: one sentence vector and one feature vector per input. Only a
+    /// bounded prefix of each text is tokenized (see [`prefix_chars`]), so the cost
+    /// of an input is bounded whatever its size.
     pub fn embed<S: AsRef<str>>(
         &self,
         texts: &[S],
@@ -469,7 +471,15 @@ impl Embedder {
             return Ok((Vec::new(), EmbedTimings::default()));
         }
         let t0 = Instant::now();
-        let inputs: Vec<&str> = texts.iter().map(AsRef::as_ref).collect();
+        // Only the first `max_tokens` word pieces are used: tokenizing more of a huge
+        // text would only cost time. A word piece covers at least one character and
+        // rarely more than a dozen, so a prefix of 16 characters per token keeps
+        // every token the model sees.
+        let max_chars = self.max_tokens.saturating_mul(CHARS_PER_TOKEN_BOUND);
+        let inputs: Vec<&str> = texts
+            .iter()
+            .map(|t| prefix_chars(t.as_ref(), max_chars))
+            .collect();
         let encodings = self
             .tokenizer
             .encode_batch(inputs, true)
@@ -592,8 +602,27 @@ pub fn cosine(a: &[f32], b: &[f32]) -> f32 {
     dot / (na.sqrt() * nb.sqrt())
 }
 
+/// Characters tokenized per token the model keeps (see [`Embedder::embed`]).
+pub const CHARS_PER_TOKEN_BOUND: usize = 16;
+
+/// The longest prefix of `text` with at most `max_chars` characters.
+pub fn prefix_chars(text: &str, max_chars: usize) -> &str {
+    match text.char_indices().nth(max_chars) {
+        Some((i, _)) => &text[..i],
+        None => text,
+    }
+}
+
 #[cfg(test)]
 mod tests {
+
+    #[test]
+    fn prefix_chars_cuts_at_a_character_boundary() {
+        assert_eq!(prefix_chars("héllo", 2), "hé");
+        assert_eq!(prefix_chars("héllo", 10), "héllo");
+        assert_eq!(prefix_chars("", 3), "");
+    }
+
     use super::*;
 
     #[test]

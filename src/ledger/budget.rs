@@ -148,8 +148,11 @@ impl Budgets {
         self.budgets.is_empty()
     }
 
+    /// A budget for `e` covers `e` and its sub-endpoints (`e/...`).
     fn applies(b: &BudgetConfig, endpoint: &str) -> bool {
-        b.endpoint.as_deref().is_none_or(|e| e == endpoint)
+        b.endpoint
+            .as_deref()
+            .is_none_or(|e| crate::config::endpoint_covers(e, endpoint))
     }
 
     /// Rolls a budget's state into the current window.
@@ -374,9 +377,19 @@ mod tests {
             enforcement: Enforcement::Downgrade,
         }]);
         b.add("other", "m", 5.0);
+        b.add("bots", "m", 5.0);
         assert_eq!(b.verdict("bot"), Verdict::Allow);
-        b.add("bot", "m", 0.1);
+        b.add("bot/docs", "m", 0.1);
         assert!(matches!(b.verdict("bot"), Verdict::Downgrade { .. }));
+        assert!(
+            matches!(b.verdict("bot/other"), Verdict::Downgrade { .. }),
+            "a tenant's budget covers its sub-endpoints"
+        );
         assert_eq!(b.verdict("other"), Verdict::Allow);
+        assert_eq!(
+            b.verdict("bots"),
+            Verdict::Allow,
+            "a name prefix is not a sub-endpoint"
+        );
     }
 }

@@ -132,6 +132,10 @@ const MIGRATIONS: &[&str] = &[
     "ALTER TABLE decisions ADD COLUMN tokens_saved INTEGER NOT NULL DEFAULT 0;
      ALTER TABLE decisions ADD COLUMN summary_cost_usd REAL;
      ALTER TABLE decisions ADD COLUMN compression_saved_usd REAL;",
+    // v3: one feedback row per request; a later feedback replaces the earlier one.
+    "DELETE FROM feedback WHERE rowid NOT IN (SELECT max(rowid) FROM feedback GROUP BY request_id);
+     DROP INDEX feedback_request;
+     CREATE UNIQUE INDEX feedback_request ON feedback(request_id);",
 ];
 
 /// Opens (creating and migrating) the database. Several processes may open a new
@@ -203,7 +207,15 @@ pub struct DecisionLog {
     pub dropped: Arc<AtomicU64>,
     pub written: Arc<AtomicU64>,
     path: PathBuf,
+    /// Ids of recently recorded requests and their tenants: feedback that arrives
+    /// before the writer has stored the row still finds it.
+    recent: parking_lot::Mutex<lru::LruCache<String, String>>,
+    /// A read connection for feedback lookups.
+    reader: parking_lot::Mutex<Option<Connection>>,
 }
+
+/// Recently recorded request ids remembered in memory.
+const RECENT_IDS: usize = 65_536;
 
 impl DecisionLog {
     /// Starts the writer thread. `retention_days` = 0 keeps everything.
@@ -225,7 +237,38 @@ impl DecisionLog {
             dropped: Arc::new(AtomicU64::new(0)),
             written,
             path: path.to_path_buf(),
+            recent: parking_lot::Mutex::new(lru::LruCache::new(
+                std::num::NonZeroUsize::new(RECENT_IDS).unwrap_or(std::num::NonZeroUsize::MIN),
+            )),
+            reader: parking_lot::Mutex::new(None),
         })
+    }
+
+    /// The tenant of a logged request, or None when no request has this id.
+    /// Blocking (SQLite): call it off the async runtime.
+    pub fn tenant_of(&self, request_id: &str) -> Result<Option<String>, LogError> {
+        if let Some(t) = self.recent.lock().get(request_id) {
+            return Ok(Some(t.clone()));
+        }
+        let mut reader = self.reader.lock();
+        if reader.is_none() {
+            *reader = Some(open(&self.path)?);
+        }
+        let Some(conn) = reader.as_ref() else {
+            return Ok(None);
+        };
+        let err = |source| LogError::Sqlite {
+            path: self.path.clone(),
+            source,
+        };
+        let mut stmt = conn
+            .prepare_cached("SELECT tenant FROM decisions WHERE id = ?1")
+            .map_err(err)?;
+        let mut rows = stmt.query(params![request_id]).map_err(err)?;
+        match rows.next().map_err(err)? {
+            Some(r) => Ok(Some(r.get(0).map_err(err)?)),
+            None => Ok(None),
+        }
     }
 
     pub fn path(&self) -> &Path {
@@ -249,6 +292,7 @@ impl DecisionLog {
     }
 
     pub fn record(&self, row: DecisionRow) {
+        self.recent.lock().put(row.id.clone(), row.tenant.clone());
         self.send(Write::Decision(Box::new(row)));
     }
 
@@ -335,7 +379,13 @@ fn write_batch(
              ?18, ?19, ?20, ?21, ?22, ?23, ?24, ?25, ?26, ?27, ?28, ?29, ?30, ?31, ?32)",
         )?;
         let mut fb = tx.prepare_cached(
-            "INSERT INTO feedback (request_id, ts_ms, correct_tier, outcome, note) VALUES (?1, ?2, ?3, ?4, ?5)",
+            // A repeated feedback replaces the earlier one; a field it leaves out keeps
+            // its earlier value.
+            "INSERT INTO feedback (request_id, ts_ms, correct_tier, outcome, note) VALUES (?1, ?2, ?3, ?4, ?5)
+             ON CONFLICT(request_id) DO UPDATE SET ts_ms = excluded.ts_ms,
+               correct_tier = coalesce(excluded.correct_tier, correct_tier),
+               outcome = coalesce(excluded.outcome, outcome),
+               note = coalesce(excluded.note, note)",
         )?;
         for w in batch {
             match w {

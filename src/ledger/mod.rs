@@ -5,6 +5,7 @@ pub mod budget;
 pub mod log;
 pub mod prices;
 pub mod report;
+pub mod usd;
 
 use std::sync::Arc;
 
@@ -124,16 +125,21 @@ impl Ledger {
         metrics::counter!("triage_requests_total", &labels).increment(1);
         if let Some(c) = row.cost_usd {
             self.budgets.load().add(&row.endpoint, &model, c);
-            // Monotonic, in USD; a gauge because metrics' counters are integers.
-            metrics::gauge!("triage_cost_usd_total", "model" => model.clone(), "endpoint" => row.endpoint.clone())
-                .increment(c);
+            usd::add(
+                "triage_cost_usd_total",
+                vec![("endpoint", row.endpoint.clone()), ("model", model.clone())],
+                c,
+            );
         } else if row.actual_model.is_some() && row.error.is_none() && row.cache_status != "hit" {
             metrics::counter!("triage_unpriced_requests_total", "model" => model.clone())
                 .increment(1);
         }
         if let Some(s) = row.saved_usd {
-            metrics::gauge!("triage_cache_saved_usd_total", "endpoint" => row.endpoint.clone())
-                .increment(s);
+            usd::add(
+                "triage_cache_saved_usd_total",
+                vec![("endpoint", row.endpoint.clone())],
+                s,
+            );
         }
         metrics::histogram!("triage_request_input_tokens", "endpoint" => row.endpoint.clone())
             .record(row.input_tokens as f64);
@@ -148,15 +154,10 @@ impl Ledger {
             metrics::histogram!("triage_routing_latency_seconds", "stage" => stage)
                 .record(us as f64 / 1e6);
         }
-        if row.retries > 0 {
-            metrics::counter!("triage_upstream_retries_total", "model" => model.clone())
-                .increment(row.retries as u64);
-        }
-        if row.fallback {
-            metrics::counter!("triage_fallbacks_total", "model" => model.clone()).increment(1);
-        }
+        // Retries, fallbacks and failed attempts are counted by `upstream`, per attempt
+        // and under the model that failed; this counts what the client saw.
         if row.error.is_some() {
-            metrics::counter!("triage_upstream_errors_total", "endpoint" => row.endpoint.clone())
+            metrics::counter!("triage_request_errors_total", "endpoint" => row.endpoint.clone())
                 .increment(1);
         }
         if let Some(log) = &self.log {

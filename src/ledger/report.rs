@@ -285,6 +285,16 @@ pub fn build(db: &Path, since_ms: i64, until_ms: i64, by: GroupBy) -> Result<Rep
     })
 }
 
+/// A row's cost: never `0.0000` for requests whose model has no price.
+/// "unpriced" when nothing in it has a price; ">=" when only some of it has one.
+fn cost_cell(t: &Totals) -> String {
+    match t.unpriced_requests {
+        0 => format!("{:.4}", t.cost_usd),
+        _ if t.cost_usd == 0.0 => "unpriced".to_string(),
+        _ => format!(">={:.4}", t.cost_usd),
+    }
+}
+
 impl Report {
     pub fn render(&self, by: &str) -> String {
         let t = &self.totals;
@@ -330,12 +340,12 @@ impl Report {
             );
             for g in groups {
                 s.push_str(&format!(
-                    "{:<24} {:>9} {:>10} {:>10} {:>11.4} {:>8.1}%\n",
+                    "{:<24} {:>9} {:>10} {:>10} {:>11} {:>8.1}%\n",
                     g.key,
                     g.totals.requests,
                     g.totals.input_tokens,
                     g.totals.output_tokens,
-                    g.totals.cost_usd,
+                    cost_cell(&g.totals),
                     g.totals.cache_hit_rate * 100.0
                 ));
             }
@@ -375,7 +385,9 @@ pub fn spend_since(db: &Path, endpoint: Option<&str>, since_secs: i64) -> Result
     let since_ms = since_secs * 1000;
     let v: Option<f64> = match endpoint {
         Some(e) => conn.query_row(
-            "SELECT sum(cost_usd) FROM decisions WHERE ts_ms >= ?1 AND endpoint = ?2",
+            // The endpoint and its sub-endpoints (`e/...`), as budgets count them.
+            "SELECT sum(cost_usd) FROM decisions WHERE ts_ms >= ?1
+             AND (endpoint = ?2 OR substr(endpoint, 1, length(?2) + 1) = ?2 || '/')",
             params![since_ms, e],
             |r| r.get(0),
         ),

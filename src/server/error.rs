@@ -16,6 +16,8 @@ pub struct ApiError {
     pub message: String,
     pub param: Option<String>,
     pub retry_after: Option<u32>,
+    /// Close the connection after this answer (a body left unread).
+    pub close: bool,
 }
 
 impl ApiError {
@@ -32,6 +34,7 @@ impl ApiError {
             message: message.into(),
             param: None,
             retry_after: None,
+            close: false,
         }
     }
 
@@ -45,6 +48,15 @@ impl ApiError {
                 message,
             )
         }
+    }
+
+    pub fn internal(message: impl Into<String>) -> Self {
+        Self::new(
+            StatusCode::INTERNAL_SERVER_ERROR,
+            "server_error",
+            "internal_error",
+            message,
+        )
     }
 
     pub fn unauthorized(message: &str) -> Self {
@@ -127,6 +139,16 @@ impl From<PipelineError> for ApiError {
                     "upstream_timeout",
                     message,
                 ),
+                ForwardError::RateLimited { retry_after, .. } => ApiError {
+                    retry_after: retry_after
+                        .map(|d| d.as_secs_f64().ceil().clamp(1.0, 86_400.0) as u32),
+                    ..ApiError::new(
+                        StatusCode::TOO_MANY_REQUESTS,
+                        "rate_limit_error",
+                        "upstream_rate_limited",
+                        message,
+                    )
+                },
                 ForwardError::Exhausted { .. } | ForwardError::NoModel => ApiError::new(
                     StatusCode::BAD_GATEWAY,
                     "upstream_error",
@@ -158,6 +180,10 @@ impl IntoResponse for ApiError {
         if let Some(s) = self.retry_after {
             resp.headers_mut()
                 .insert("retry-after", HeaderValue::from(s));
+        }
+        if self.close {
+            resp.headers_mut()
+                .insert("connection", HeaderValue::from_static("close"));
         }
         resp
     }

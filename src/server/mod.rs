@@ -25,7 +25,7 @@ use tokio_stream::wrappers::ReceiverStream;
 use tokio_stream::StreamExt;
 use tracing::Instrument;
 
-use crate::config::{is_identifier, Config};
+use crate::config::{is_endpoint_name, Config};
 use crate::pipeline::{CacheStatus, ChatRequest, Pipeline, Reply, ReplyBody, RequestCtx, Routing};
 
 pub struct AppState {
@@ -133,9 +133,12 @@ impl AppState {
         )
     }
 
-    /// The caller: (tenant = the client key's name or `default`, endpoint = a valid
-    /// `x-triage-endpoint` header, else the tenant). Distinct endpoints are bounded
-    /// by `ledger.max_endpoints`; the rest are accounted as `other`.
+    /// The caller: (tenant = the client key's name or `default`, endpoint = what the
+    /// request is accounted under). With client keys, a request is always its key's
+    /// tenant: `x-triage-endpoint` may only name the tenant itself or a sub-endpoint
+    /// of it (`tenant/name`); anything else is refused with 403. Without keys the
+    /// header names any endpoint. Distinct endpoints are bounded by
+    /// `ledger.max_endpoints`; the rest are accounted as `other` (`tenant/other`).
     fn authenticate(&self, headers: &HeaderMap) -> Result<(String, String), ApiError> {
         let presented = headers
             .get("authorization")
@@ -146,18 +149,18 @@ impl AppState {
             })
             .or_else(|| headers.get("x-api-key").and_then(|v| v.to_str().ok()))
             .map(str::trim);
-        let header_endpoint = headers
-            .get("x-triage-endpoint")
-            .and_then(|v| v.to_str().ok())
-            .map(str::to_string);
-        if let Some(e) = &header_endpoint {
-            if !is_identifier(e) {
-                return Err(ApiError::bad_request(
-                    "`x-triage-endpoint` must be 1-64 letters, digits, '-', '_' or '.'",
-                    None,
-                ));
-            }
-        }
+        let header_endpoint = match headers.get("x-triage-endpoint") {
+            None => None,
+            Some(v) => match v.to_str() {
+                Ok(e) if is_endpoint_name(e) => Some(e.to_string()),
+                _ => {
+                    return Err(ApiError::bad_request(
+                        "`x-triage-endpoint` must be NAME or TENANT/NAME, each 1-64 letters, digits, '-', '_' or '.'",
+                        None,
+                    ))
+                }
+            },
+        };
         let tenant = if self.keys.is_empty() {
             "default".to_string()
         } else {
@@ -175,10 +178,23 @@ impl AppState {
         let endpoint = match header_endpoint {
             None => tenant.clone(),
             Some(e) => {
+                let keyed = !self.keys.is_empty();
+                if keyed && !crate::config::endpoint_covers(&tenant, &e) {
+                    return Err(ApiError::new(
+                        StatusCode::FORBIDDEN,
+                        "permission_error",
+                        "endpoint_not_allowed",
+                        format!(
+                            "This key belongs to tenant `{tenant}`: `x-triage-endpoint` may name `{tenant}` or `{tenant}/NAME`, not `{e}`."
+                        ),
+                    ));
+                }
                 let mut seen = self.endpoints.lock();
                 if seen.contains(&e) || seen.len() < self.max_endpoints {
                     seen.insert(e.clone());
                     e
+                } else if keyed {
+                    format!("{tenant}/other")
                 } else {
                     "other".to_string()
                 }
@@ -215,36 +231,7 @@ impl AppState {
 
     /// Reads the body within the configured limit and parses it as JSON.
     async fn json_body(&self, headers: &HeaderMap, body: Body) -> Result<Value, ApiError> {
-        let too_large = || {
-            ApiError::new(
-                StatusCode::PAYLOAD_TOO_LARGE,
-                "invalid_request_error",
-                "request_too_large",
-                format!("Request body exceeds the limit of {} bytes.", self.max_body),
-            )
-        };
-        if let Some(len) = headers
-            .get("content-length")
-            .and_then(|v| v.to_str().ok())
-            .and_then(|v| v.parse::<usize>().ok())
-        {
-            if len > self.max_body {
-                return Err(too_large());
-            }
-        }
-        let bytes: Bytes = match http_body_util::Limited::new(body, self.max_body)
-            .collect()
-            .await
-        {
-            Ok(c) => c.to_bytes(),
-            Err(e) if e.is::<http_body_util::LengthLimitError>() => return Err(too_large()),
-            Err(e) => {
-                return Err(ApiError::bad_request(
-                    format!("Could not read the request body: {e}"),
-                    None,
-                ))
-            }
-        };
+        let bytes = self.read_body(headers, body).await?;
         let text = std::str::from_utf8(&bytes).map_err(|e| {
             ApiError::bad_request(
                 format!(
@@ -261,7 +248,93 @@ impl AppState {
             )
         })
     }
+
+    /// The whole body, or 413 past `server.max_body_bytes`. A client that sends its
+    /// whole body before reading the answer would see a broken pipe if the
+    /// connection closed under it, so an oversized body is read and dropped (up to
+    /// [`DRAIN_MAX_BYTES`] and [`DRAIN_MAX_TIME`]) before the 413 is sent.
+    async fn read_body(&self, headers: &HeaderMap, body: Body) -> Result<Bytes, ApiError> {
+        let too_large = || ApiError {
+            close: true,
+            ..ApiError::new(
+                StatusCode::PAYLOAD_TOO_LARGE,
+                "invalid_request_error",
+                "request_too_large",
+                format!("Request body exceeds the limit of {} bytes.", self.max_body),
+            )
+        };
+        let declared = headers
+            .get("content-length")
+            .and_then(|v| v.to_str().ok())
+            .and_then(|v| v.parse::<usize>().ok());
+        let mut body = body;
+        if declared.is_some_and(|len| len > self.max_body) {
+            if declared.is_some_and(|len| len <= DRAIN_MAX_BYTES) {
+                drain(body, DRAIN_MAX_BYTES).await;
+            }
+            return Err(too_large());
+        }
+        let mut out = bytes::BytesMut::new();
+        while let Some(frame) = body.frame().await {
+            let frame = frame.map_err(|e| {
+                ApiError::bad_request(format!("Could not read the request body: {e}"), None)
+            })?;
+            let Ok(data) = frame.into_data() else {
+                continue;
+            };
+            if out.len() + data.len() > self.max_body {
+                drain(body, DRAIN_MAX_BYTES.saturating_sub(out.len() + data.len())).await;
+                return Err(too_large());
+            }
+            out.extend_from_slice(&data);
+        }
+        Ok(out.freeze())
+    }
 }
+
+/// An oversized body is read and dropped up to this many bytes before the 413.
+const DRAIN_MAX_BYTES: usize = 64 * 1024 * 1024;
+/// ...and for at most this long.
+const DRAIN_MAX_TIME: Duration = Duration::from_secs(10);
+
+/// Reads and drops up to `limit` more bytes of `body` (bounded in time as well).
+async fn drain(mut body: Body, limit: usize) {
+    let _ = tokio::time::timeout(DRAIN_MAX_TIME, async {
+        let mut seen = 0usize;
+        while let Some(Ok(frame)) = body.frame().await {
+            seen += frame.data_ref().map_or(0, Bytes::len);
+            if seen > limit {
+                break;
+            }
+        }
+    })
+    .await;
+}
+
+/// The request's id, made by [`tag_request`] before any handler runs.
+#[derive(Clone)]
+pub struct RequestId(pub String);
+
+/// Gives every request an id (`x-triage-request-id` on every response, errors
+/// included) that the handlers, the logs and the decision log share.
+async fn tag_request(
+    State(state): State<Arc<AppState>>,
+    mut req: axum::extract::Request,
+    next: axum::middleware::Next,
+) -> Response {
+    let id = state.request_id();
+    req.extensions_mut().insert(RequestId(id.clone()));
+    let mut resp = next.run(req).await;
+    if !resp.headers().contains_key("x-triage-request-id") {
+        set_header(resp.headers_mut(), "x-triage-request-id", &id);
+    }
+    resp
+}
+
+/// What triage serves, for the 404 and 405 messages.
+const ENDPOINTS: &str = "POST /v1/chat/completions, POST /v1/route, GET /v1/models, \
+POST /v1/feedback, GET /healthz, GET /readyz, GET /metrics, GET /dashboard, \
+POST /admin/reload, GET /admin/cache/stats, POST /admin/cache/purge";
 
 /// The axum application.
 pub fn router(state: Arc<AppState>) -> Router {
@@ -280,8 +353,13 @@ pub fn router(state: Arc<AppState>) -> Router {
         .route("/admin/cache/purge", post(cache_purge))
         .route("/readyz", get(readyz))
         .fallback(not_found)
+        .method_not_allowed_fallback(method_not_allowed)
         // Our own limit answers 413 in OpenAI's shape; axum's default would not.
         .layer(DefaultBodyLimit::disable())
+        .layer(axum::middleware::from_fn_with_state(
+            state.clone(),
+            tag_request,
+        ))
         .with_state(state)
 }
 
@@ -316,6 +394,8 @@ fn decision_headers(
     set_header(h, "x-triage-cache", cache.as_str());
     if routing.downgraded {
         set_header(h, "x-triage-budget", "downgraded");
+    } else if routing.budget_spent {
+        set_header(h, "x-triage-budget", "spent");
     }
     if let Some(c) = &routing.compression {
         set_header(
@@ -348,11 +428,11 @@ fn server_timing(routing: &Routing, upstream_us: u64, started: Instant) -> Strin
 
 async fn chat_completions(
     State(state): State<Arc<AppState>>,
+    axum::Extension(RequestId(request_id)): axum::Extension<RequestId>,
     headers: HeaderMap,
     body: Body,
 ) -> Response {
     let started = Instant::now();
-    let request_id = state.request_id();
     let span = tracing::info_span!("chat", request_id = %request_id);
     let result = chat_inner(&state, &request_id, &headers, body, started)
         .instrument(span)
@@ -426,8 +506,12 @@ async fn chat_inner(
     Ok(resp)
 }
 
-async fn route(State(state): State<Arc<AppState>>, headers: HeaderMap, body: Body) -> Response {
-    let request_id = state.request_id();
+async fn route(
+    State(state): State<Arc<AppState>>,
+    axum::Extension(RequestId(request_id)): axum::Extension<RequestId>,
+    headers: HeaderMap,
+    body: Body,
+) -> Response {
     let result: Result<Response, ApiError> = async {
         state.authenticate(&headers)?;
         let raw = state.json_body(&headers, body).await?;
@@ -635,7 +719,8 @@ async fn metrics_text(State(state): State<Arc<AppState>>) -> Response {
         metrics::gauge!("triage_ledger_rows_dropped")
             .set(l.dropped.load(std::sync::atomic::Ordering::Relaxed) as f64);
     }
-    let body = crate::ledger::metrics_handle().render();
+    let mut body = crate::ledger::metrics_handle().render();
+    body.push_str(&crate::ledger::usd::render());
     ([("content-type", "text/plain; version=0.0.4")], body).into_response()
 }
 
@@ -651,7 +736,7 @@ struct FeedbackBody {
 /// `POST /v1/feedback`: a correction or an outcome for an earlier request.
 async fn feedback(State(state): State<Arc<AppState>>, headers: HeaderMap, body: Body) -> Response {
     let result: Result<Response, ApiError> = async {
-        state.authenticate(&headers)?;
+        let (tenant, _) = state.authenticate(&headers)?;
         let raw = state.json_body(&headers, body).await?;
         let fb: FeedbackBody = serde_json::from_value(raw).map_err(|e| {
             ApiError::bad_request(
@@ -702,6 +787,37 @@ async fn feedback(State(state): State<Arc<AppState>>, headers: HeaderMap, body: 
                 "Feedback needs the decision log: set ledger.enabled = true.",
             ));
         };
+        // Feedback is for a request this tenant made; any other id is unknown to it.
+        let known = {
+            let id = fb.request_id.clone();
+            let ledger = state.pipeline.ledger.clone();
+            tokio::task::spawn_blocking(move || {
+                ledger
+                    .as_ref()
+                    .and_then(|l| l.log.as_ref())
+                    .map(|log| log.tenant_of(&id))
+            })
+            .await
+            .map_err(|e| ApiError::internal(e.to_string()))?
+        };
+        match known {
+            Some(Ok(Some(t))) if state.keys.is_empty() || t == tenant => {}
+            Some(Err(e)) => return Err(ApiError::internal(e.to_string())),
+            _ => {
+                return Err(ApiError {
+                    param: Some("request_id".into()),
+                    ..ApiError::new(
+                        StatusCode::NOT_FOUND,
+                        "invalid_request_error",
+                        "request_not_found",
+                        format!(
+                            "No request with id `{}` is in the decision log.",
+                            fb.request_id
+                        ),
+                    )
+                })
+            }
+        }
         log.feedback(crate::ledger::FeedbackRow {
             request_id: fb.request_id,
             ts_ms: chrono::Utc::now().timestamp_millis(),
@@ -805,12 +921,28 @@ async fn readyz(State(state): State<Arc<AppState>>) -> Response {
     (status, Json(body)).into_response()
 }
 
-async fn not_found() -> Response {
+async fn not_found(uri: axum::http::Uri) -> Response {
     ApiError::new(
         StatusCode::NOT_FOUND,
         "invalid_request_error",
         "unknown_url",
-        "Unknown request URL. triage serves /v1/chat/completions, /v1/models and /v1/route.",
+        format!(
+            "Unknown request URL: {}. triage serves {ENDPOINTS}.",
+            uri.path()
+        ),
+    )
+    .into_response()
+}
+
+async fn method_not_allowed(method: axum::http::Method, uri: axum::http::Uri) -> Response {
+    ApiError::new(
+        StatusCode::METHOD_NOT_ALLOWED,
+        "invalid_request_error",
+        "method_not_allowed",
+        format!(
+            "{method} is not allowed on {}. triage serves {ENDPOINTS}.",
+            uri.path()
+        ),
     )
     .into_response()
 }

@@ -253,6 +253,16 @@ pub(crate) fn to_anthropic(req: &Value, model: &str, stream: bool) -> Result<Val
         }
         _ => {}
     }
+    // OpenAI's `parallel_tool_calls: false` is Anthropic's `disable_parallel_tool_use`,
+    // a flag of the tool choice (auto when none was given).
+    if req.get("parallel_tool_calls") == Some(&Value::Bool(false)) && body.contains_key("tools") {
+        let choice = body
+            .entry("tool_choice")
+            .or_insert_with(|| json!({"type": "auto"}));
+        if choice.get("type").and_then(Value::as_str) != Some("none") {
+            choice["disable_parallel_tool_use"] = json!(true);
+        }
+    }
     if let Some(user) = req.get("user").and_then(Value::as_str) {
         body.insert("metadata".into(), json!({"user_id": user}));
     }
@@ -389,6 +399,7 @@ impl StreamConverter for StreamTranslator {
                         .to_string();
                     if let Some(model) = m.get("model").and_then(Value::as_str) {
                         self.model = model.to_string();
+                        out.response_model = Some(model.to_string());
                     }
                     if let Some(u) = m.get("usage") {
                         self.usage = usage_of(u);
@@ -520,6 +531,19 @@ mod tests {
         assert_eq!(a["temperature"], 1.0);
         assert_eq!(a["stream"], true);
         assert_eq!(a["tool_choice"], json!({"type": "any"}));
+        let mut serial = req.clone();
+        serial["parallel_tool_calls"] = json!(false);
+        let a2 = to_anthropic(&serial, "claude-x", false).unwrap();
+        assert_eq!(
+            a2["tool_choice"],
+            json!({"type": "any", "disable_parallel_tool_use": true})
+        );
+        serial.as_object_mut().unwrap().remove("tool_choice");
+        let a3 = to_anthropic(&serial, "claude-x", false).unwrap();
+        assert_eq!(
+            a3["tool_choice"],
+            json!({"type": "auto", "disable_parallel_tool_use": true})
+        );
         assert_eq!(a["tools"][0]["input_schema"], json!({"type": "object"}));
         let msgs = a["messages"].as_array().unwrap();
         // The tool result and the next user turn merge into one user message.

@@ -67,6 +67,19 @@ pub enum AttemptError {
 }
 
 impl AttemptError {
+    /// A short, bounded name for metrics.
+    fn reason(&self) -> &'static str {
+        match self {
+            AttemptError::Timeout(_) => "timeout",
+            AttemptError::Connect(_) => "connect",
+            AttemptError::Status { status: 429, .. } => "429",
+            AttemptError::Status { status, .. } if *status >= 500 => "5xx",
+            AttemptError::Status { .. } => "4xx",
+            AttemptError::MissingKey(_) => "missing_key",
+            AttemptError::Protocol(_) => "protocol",
+        }
+    }
+
     /// Worth another attempt at the same model.
     fn retryable(&self) -> bool {
         match self {
@@ -95,6 +108,13 @@ pub enum ForwardError {
     },
     #[error("all upstream attempts failed; last: {last}")]
     Exhausted { last: String, timed_out: bool },
+    /// Every model that could answer is rate-limited: the client should come back
+    /// after `retry_after` (the shortest the upstreams asked for).
+    #[error("the upstream is rate-limiting requests: {message}")]
+    RateLimited {
+        message: String,
+        retry_after: Option<Duration>,
+    },
     #[error("the request deadline passed after {0} attempts")]
     Deadline(u32),
     #[error("no model to forward to")]
@@ -125,6 +145,8 @@ pub struct StreamOutcome {
     pub finish_reason: Option<String>,
     /// The answer's text, assembled from the deltas.
     pub content: String,
+    /// The model id the stream's events carried.
+    pub response_model: Option<String>,
 }
 
 pub enum ForwardBody {
@@ -180,14 +202,21 @@ pub struct Upstreams {
 const MAX_RESPONSE_BYTES: usize = 64 * 1024 * 1024;
 
 impl Upstreams {
-    /// Builds clients and reads API keys from the environment. A missing key is
-    /// logged by variable name (never a value) and reported on use.
-    pub fn new(cfg: &Config) -> Result<Self, String> {
+    /// Builds clients and reads API keys from the environment. A configured key
+    /// whose variable is unset or empty is an error naming the variable (never a
+    /// value) when `require_keys`; otherwise (dry runs) it is logged and reported on use.
+    pub fn new(cfg: &Config, require_keys: bool) -> Result<Self, String> {
         let mut upstreams = HashMap::new();
-        for u in &cfg.upstreams {
+        for (i, u) in cfg.upstreams.iter().enumerate() {
             let api_key = match &u.api_key_env {
                 Some(var) => match std::env::var(var) {
                     Ok(v) if !v.is_empty() => Some(v),
+                    _ if require_keys => {
+                        return Err(format!(
+                        "upstreams[{i}] (`{}`).api_key_env: environment variable {var} is not set",
+                        u.name
+                    ))
+                    }
                     _ => {
                         tracing::warn!(upstream = %u.name, variable = %var, "API key variable is not set");
                         None
@@ -239,6 +268,10 @@ impl Upstreams {
         let mut retries = 0u32;
         let mut attempts = 0u32;
         let mut last: Option<AttemptError> = None;
+        // Models that failed before the one that answers, for the fallback counter.
+        let mut failed: Vec<&str> = Vec::new();
+        // A model whose last answer was 429: (the upstream's message, its Retry-After).
+        let mut limited: Option<(String, Option<Duration>)> = None;
         for (i, name) in models.iter().enumerate() {
             let Some(model) = self.models.get(name) else {
                 tracing::warn!(model = %name, "routed model has no [[models]] entry; skipping");
@@ -269,6 +302,11 @@ impl Upstreams {
                 };
                 match result {
                     Ok((status, body)) => {
+                        for f in &failed {
+                            metrics::counter!("triage_fallbacks_total",
+                                "model" => f.to_string(), "to" => name.clone())
+                            .increment(1);
+                        }
                         return Ok(Forwarded {
                             info: CallInfo {
                                 model: name.clone(),
@@ -282,6 +320,9 @@ impl Upstreams {
                     }
                     Err(e) => {
                         tracing::warn!(model = %name, upstream = %up.cfg.name, attempt, error = %e, "upstream attempt failed");
+                        metrics::counter!("triage_upstream_errors_total",
+                            "model" => name.clone(), "reason" => e.reason())
+                        .increment(1);
                         if e.is_client_error() {
                             let AttemptError::Status {
                                 status,
@@ -298,19 +339,40 @@ impl Upstreams {
                                 body,
                             });
                         }
-                        let again = e.retryable() && attempt < up.cfg.max_retries;
-                        let wait = match &e {
+                        let cap = Duration::from_millis(up.cfg.backoff_max_ms);
+                        let (wait, too_long) = match &e {
+                            // A wait longer than the backoff cap is not waited out here:
+                            // the next model is tried, and the client hears the 429.
                             AttemptError::Status {
                                 retry_after: Some(ra),
                                 ..
-                            } => *ra,
-                            _ => backoff(attempt, up.cfg.backoff_base_ms),
+                            } => (*ra, *ra > cap),
+                            _ => (backoff(attempt, up.cfg.backoff_base_ms).min(cap), false),
+                        };
+                        let again = e.retryable() && attempt < up.cfg.max_retries && !too_long;
+                        if let AttemptError::Status {
+                            status: 429,
+                            message,
+                            retry_after,
+                            ..
+                        } = &e
+                        {
+                            if !again {
+                                let shortest =
+                                    match (limited.as_ref().and_then(|l| l.1), *retry_after) {
+                                        (Some(a), Some(b)) => Some(a.min(b)),
+                                        (a, b) => a.or(b),
+                                    };
+                                limited = Some((message.clone(), shortest));
+                            }
                         }
-                        .min(Duration::from_millis(up.cfg.backoff_max_ms));
                         last = Some(e);
                         if !again {
+                            failed.push(name);
                             break;
                         }
+                        metrics::counter!("triage_upstream_retries_total", "model" => name.clone())
+                            .increment(1);
                         let now = Instant::now();
                         if now + wait >= deadline {
                             return Err(ForwardError::Deadline(attempts));
@@ -319,6 +381,12 @@ impl Upstreams {
                     }
                 }
             }
+        }
+        if let Some((message, retry_after)) = limited {
+            return Err(ForwardError::RateLimited {
+                message,
+                retry_after,
+            });
         }
         match last {
             None => Err(ForwardError::NoModel),

@@ -89,6 +89,9 @@ impl StreamConverter for Passthrough {
         if let Some(u) = v.get("usage").and_then(Usage::from_openai) {
             out.usage = Some(u);
         }
+        if out.response_model.is_none() {
+            out.response_model = v.get("model").and_then(Value::as_str).map(str::to_string);
+        }
         if let Some(choice) = v.pointer("/choices/0") {
             if let Some(t) = choice.pointer("/delta/content").and_then(Value::as_str) {
                 out.content.push_str(t);

@@ -86,6 +86,7 @@ fn last_user_text(req: &Value) -> String {
 /// - `fail-500`: always 500; `fail-401`: always 401; `bad-request`: 400
 /// - `flaky-429`: 429 (Retry-After: 0) on the first call, then OK
 /// - `flaky-500`: 500 on the first call, then OK
+/// - `limit-30`: always 429 with `Retry-After: 30`
 /// - `hang`: never answers within a test's patience
 /// - `drop-stream`: streams two chunks, then drops the connection
 /// - `slow-stream`: streams with 150 ms between chunks
@@ -116,6 +117,15 @@ async fn behaviour(fake: &Fake, model: &str) -> Option<Response> {
             Some(r)
         }
         "flaky-500" if n == 1 => err(StatusCode::BAD_GATEWAY, "flaky"),
+        "limit-30" => {
+            let mut r = err(
+                StatusCode::TOO_MANY_REQUESTS,
+                "rate limit reached for requests",
+            )
+            .unwrap();
+            r.headers_mut().insert("retry-after", "30".parse().unwrap());
+            Some(r)
+        }
         "hang" => {
             tokio::time::sleep(Duration::from_secs(30)).await;
             err(StatusCode::INTERNAL_SERVER_ERROR, "too late")
