@@ -3,8 +3,9 @@
 //! confirming), `holdout.jsonl` (a third writer's), and `blind1.jsonl` to
 //! `blind4.jsonl` (written by four more sessions that never saw the guards; each was
 //! scored once before anything in it was looked at, see docs/benchmarks.md), and
-//! `blind5.jsonl` (a fifth, with yes/no questions of opposite polarity and states of
-//! one process among its hard negatives). Prints the per-kind
+//! `blind5.jsonl` and `blind6.jsonl` (a fifth and a sixth, with yes/no questions of
+//! opposite polarity and states of one process among their hard negatives). Prints
+//! the per-kind
 //! table; asserts the false-hit ceiling of 1% of hard negatives, that at least half
 //! of the real rewordings are served, and a floor a little under each set's current
 //! rates.
@@ -107,6 +108,7 @@ fn false_hits_stay_under_one_percent_on_every_pair_set() {
         ("blind3.jsonl", 0.55, 0.59),
         ("blind4.jsonl", 0.54, 0.59),
         ("blind5.jsonl", 0.60, 0.61),
+        ("blind6.jsonl", 0.50, 0.54),
     ] {
         let r = score(file, &embedder, &words, cfg.cache.similarity);
         assert!(

@@ -2425,7 +2425,9 @@ struct Lexicon {
     frames: std::collections::HashSet<&'static str>,
     pronouns: std::collections::HashSet<&'static str>,
     /// Each state word's (process, state) pairs (`data/states.txt`).
-    states: std::collections::HashMap<&'static str, Vec<(u16, u16)>>,
+    states: std::collections::HashMap<String, Vec<(u16, u16)>>,
+    /// Past forms of irregular verbs → the base form (`data/irregular_verbs.txt`).
+    irregular: std::collections::HashMap<&'static str, &'static str>,
     /// Words after which "free" is no lack (`data/not_a_lack.txt`).
     not_a_lack: std::collections::HashSet<&'static str>,
     /// Verbs whose object "without" negates (`data/requirement_verbs.txt`).
@@ -2436,8 +2438,8 @@ struct Lexicon {
 
 /// Reads `data/states.txt`: one process per line, states split by `|`, the forms
 /// of a state by `,`.
-fn state_words(text: &'static str) -> std::collections::HashMap<&'static str, Vec<(u16, u16)>> {
-    let mut map: std::collections::HashMap<&'static str, Vec<(u16, u16)>> =
+fn state_words(text: &'static str) -> std::collections::HashMap<String, Vec<(u16, u16)>> {
+    let mut map: std::collections::HashMap<String, Vec<(u16, u16)>> =
         std::collections::HashMap::new();
     let processes = text
         .lines()
@@ -2447,7 +2449,10 @@ fn state_words(text: &'static str) -> std::collections::HashMap<&'static str, Ve
         let states = line.split_once(':').map_or(line, |(_, s)| s);
         for (s, forms) in states.split('|').enumerate() {
             for form in forms.split(',').map(str::trim).filter(|f| !f.is_empty()) {
-                map.entry(form).or_default().push((p as u16, s as u16));
+                let entry = map.entry(form.to_string()).or_default();
+                if !entry.contains(&(p as u16, s as u16)) {
+                    entry.push((p as u16, s as u16));
+                }
             }
         }
     }
@@ -2497,6 +2502,15 @@ fn lexicon() -> &'static Lexicon {
         frames: FRAMES.iter().copied().collect(),
         pronouns: PRONOUNS.iter().copied().collect(),
         states: state_words(include_str!("data/states.txt")),
+        irregular: include_str!("data/irregular_verbs.txt")
+            .lines()
+            .filter(|l| !l.trim().is_empty() && !l.starts_with('#'))
+            .flat_map(|l| {
+                let forms: Vec<&'static str> = l.split_whitespace().collect();
+                let base = forms.last().copied().unwrap_or_default();
+                forms.into_iter().map(move |p| (p, base))
+            })
+            .collect(),
         not_a_lack: word_list(include_str!("data/not_a_lack.txt")),
         requirement_verbs: word_list(include_str!("data/requirement_verbs.txt")),
         avoidance_verbs: word_list(include_str!("data/avoidance_verbs.txt")),
@@ -2697,6 +2711,8 @@ fn undouble(w: &str) -> String {
 
 fn canonical(w: &str) -> String {
     let lex = lexicon();
+    // "taught" is "teach".
+    let w = lex.irregular.get(w).copied().unwrap_or(w);
     if let Some(s) = lex.synonyms.get(w) {
         return (*s).to_string();
     }
@@ -3002,7 +3018,15 @@ fn features(s: &str) -> Features {
             // "free of nuts" lacks nuts; "free of charge" lacks a charge.
             if let Some(n) = of_what {
                 f.negations += 1;
-                f.negated.push(vec![negated_form(n)]);
+                // Free of charge lacks any price, whichever word the other side uses.
+                let scope = if matches!(n, "charge" | "cost" | "costs" | "fee" | "fees") {
+                    ["charge", "cost", "fee", "pay", "price"]
+                        .map(negated_form)
+                        .to_vec()
+                } else {
+                    vec![negated_form(n)]
+                };
+                f.negated.push(scope);
                 f.negated_raw.push(n.to_string());
                 skip_next = true;
                 continue;
@@ -3480,9 +3504,12 @@ fn lacking(w: &str) -> Option<&str> {
     if NOT_A_LACK.contains(&w) {
         return None;
     }
-    // "seedless", "odorless"; "nonstop", "nonfat" (written apart, "non-stop" is a
-    // negating prefix of its own).
-    let base = w.strip_suffix("less").or_else(|| w.strip_prefix("non"))?;
+    // "seedless", "odorless"; "waterproof"; "nonstop", "nonfat" (written apart,
+    // "non-stop" is a negating prefix of its own).
+    let base = w
+        .strip_suffix("less")
+        .or_else(|| w.strip_suffix("proof"))
+        .or_else(|| w.strip_prefix("non"))?;
     (base.chars().count() >= 3 && lexicon().words.contains(base)).then_some(base)
 }
 
@@ -3678,12 +3705,14 @@ fn unexplained(a: &[(String, String)], b: &[(String, String)]) -> (Vec<Leftover>
 fn word_multiset(s: &str) -> Vec<String> {
     // "Who did Germany beat?" / "Who beat Germany?": the "did" of a question
     // changes no word.
-    // Compared by stem: "Who did Ali defeat?" / "Who defeated Ali?".
+    // Compared in canonical form (stem, irregular past forms by their base): "Who
+    // did Ali defeat?" / "Who defeated Ali?", "Who taught Plato?" / "Who did Plato
+    // teach?".
     let mut v: Vec<String> = tokenize(s)
         .into_iter()
         .map(|t| t.text)
         .filter(|w| !matches!(w.as_str(), "do" | "does" | "did"))
-        .map(|w| stem(&w))
+        .map(|w| canonical(&w))
         .collect();
     v.sort();
     v
@@ -5382,6 +5411,16 @@ mod tests {
                 "How do I redirect non-www to www in Nginx?",
                 "direction",
             ),
+            (
+                "Who did Muhammad Ali defeat in 1974?",
+                "Who defeated Muhammad Ali in 1974?",
+                "direction",
+            ),
+            (
+                "Who taught Aristotle?",
+                "Who did Aristotle teach?",
+                "direction",
+            ),
         ] {
             assert_eq!(kind_at(a, b, 0.99), Some(kind), "{a} / {b}");
         }
@@ -5418,6 +5457,14 @@ mod tests {
             ),
             ("Are these grapes seedless?", "Do these grapes have seeds?"),
             ("Is this yogurt nonfat?", "Does this yogurt have fat?"),
+            (
+                "Is this jacket waterproof?",
+                "Can water get through this jacket?",
+            ),
+            (
+                "Is the battery replacement free of charge?",
+                "Does the battery replacement cost anything?",
+            ),
             (
                 "Can I rent a car without showing a credit card?",
                 "Do I need a credit card to rent a car?",
@@ -5468,6 +5515,14 @@ mod tests {
             (
                 "Has my flight been booked?",
                 "Am I checked in for my flight?",
+            ),
+            (
+                "Was my timesheet submitted?",
+                "Did my manager approve my timesheet?",
+            ),
+            (
+                "Has the pull request been merged?",
+                "Is the pull request deployed?",
             ),
         ] {
             assert_eq!(kind_at(a, b, 0.99), Some("state"), "{a} / {b}");
