@@ -150,6 +150,12 @@ pub struct RouterConfig {
     pub aliases: Vec<String>,
     /// Whether a configured concrete model name passes through unrouted.
     pub allow_passthrough: bool,
+    /// The one knob between cost and quality: the share of the strongest model's
+    /// quality to keep (e.g. 0.95). The head's outcome output then raises to the top
+    /// tier every request whose strength reaches the threshold that keeps this share
+    /// on the outcome data it was trained on, with the fewest strong calls. Unset:
+    /// the task-type decision alone.
+    pub quality_target: Option<f32>,
 }
 
 impl Default for RouterConfig {
@@ -169,6 +175,7 @@ impl Default for RouterConfig {
             top_tier_guard: 0.2,
             aliases: vec!["auto".into()],
             allow_passthrough: true,
+            quality_target: None,
         }
     }
 }
@@ -403,6 +410,14 @@ impl Config {
             return Err(bad("embed.workers", "must be at least 1".into()));
         }
         crate::embed::parse_device(&self.embed.device).map_err(|e| bad("embed.device", e))?;
+        if let Some(q) = self.router.quality_target {
+            if !(q > 0.0 && q <= 1.0) {
+                return Err(bad(
+                    "router.quality_target",
+                    "is a share of the strongest model's quality, above 0 and at most 1 (e.g. 0.95)".into(),
+                ));
+            }
+        }
         if !(0.0..=1.0).contains(&self.router.min_confidence) {
             return Err(bad(
                 "router.min_confidence",
@@ -699,6 +714,7 @@ upstream = "u"
         for (toml, key) in [
             ("[server]\nlisten = \"nowhere\"", "server.listen"),
             ("[router]\nmin_confidence = 1.5", "router.min_confidence"),
+            ("[router]\nquality_target = 1.2", "router.quality_target"),
             ("[embed]\ndevice = \"tpu\"", "embed.device"),
             ("[embed]\nmax_batch = 0", "embed.max_batch"),
         ] {

@@ -76,6 +76,87 @@ pub fn corrections(
     Ok(rows)
 }
 
+/// What an app reported about a request that says whether the cheaper tiers were
+/// enough: an outcome label for the head's outcome output.
+#[derive(Debug, Clone, Serialize, PartialEq)]
+pub struct OutcomeLabel {
+    pub request_id: String,
+    pub text: Option<String>,
+    /// 1: a stronger model was needed; 0: the cheaper tier it went to was enough.
+    pub needs_stronger: f32,
+}
+
+/// Outcome labels in `[since_ms, now)` from feedback (`labels` are the tiers,
+/// cheapest first): a `failure` below the top tier, or a `correct_tier` of the top
+/// tier, says a stronger model was needed; a `success` below the top tier, or a
+/// `correct_tier` below it, says the cheaper model was enough. Feedback on
+/// requests the top tier answered says nothing about the cheaper ones.
+pub fn outcome_labels(
+    db: &Path,
+    since_ms: i64,
+    labels: &[String],
+) -> Result<Vec<OutcomeLabel>, LogError> {
+    let conn = open(db)?;
+    let err = |source| LogError::Sqlite {
+        path: db.to_path_buf(),
+        source,
+    };
+    let top = labels.last().cloned().unwrap_or_default();
+    let mut stmt = conn
+        .prepare(
+            "SELECT d.id, d.routed_text, d.tier, f.correct_tier, f.outcome
+             FROM decisions d JOIN feedback f ON f.request_id = d.id
+             WHERE d.ts_ms >= ?1 AND d.tier IS NOT NULL
+               AND (f.correct_tier IS NOT NULL OR f.outcome IS NOT NULL)
+             ORDER BY d.ts_ms",
+        )
+        .map_err(err)?;
+    let rows = stmt
+        .query_map(params![since_ms], |r| {
+            Ok((
+                r.get::<_, String>(0)?,
+                r.get::<_, Option<String>>(1)?,
+                r.get::<_, String>(2)?,
+                r.get::<_, Option<String>>(3)?,
+                r.get::<_, Option<String>>(4)?,
+            ))
+        })
+        .map_err(err)?
+        .collect::<Result<Vec<_>, _>>()
+        .map_err(err)?;
+    Ok(rows
+        .into_iter()
+        .filter_map(|(request_id, text, tier, correct, outcome)| {
+            let needs_stronger = match (correct.as_deref(), outcome.as_deref()) {
+                (Some(c), _) => f32::from(c == top),
+                (None, _) if tier == top => return None,
+                (None, Some("failure")) => 1.0,
+                (None, Some("success")) => 0.0,
+                _ => return None,
+            };
+            Some(OutcomeLabel {
+                request_id,
+                text,
+                needs_stronger,
+            })
+        })
+        .collect())
+}
+
+/// Mean log-loss of `p` (the probability that a stronger model is needed) against
+/// labels `y`: how well the outcome output knows them.
+pub fn log_loss(p: &[f32], y: &[f32]) -> f64 {
+    let n = p.len().max(1) as f64;
+    p.iter()
+        .zip(y)
+        .map(|(&p, &y)| {
+            let p = (p as f64).clamp(1e-6, 1.0 - 1e-6);
+            -(y as f64 * p.ln() + (1.0 - y as f64) * (1.0 - p).ln())
+        })
+        .sum::<f64>()
+        / n
+}
+
 /// Deterministic share of corrections kept out of training to judge the new head.
 pub fn held_out(text: &str, percent: u8) -> bool {
     let h = Sha256::digest(text.trim().to_lowercase().as_bytes());
@@ -89,15 +170,38 @@ pub struct Comparison {
     pub validation_after: EvalReport,
     pub corrections_before: EvalReport,
     pub corrections_after: EvalReport,
+    /// Held-out outcome labels, and the outcome output's log-loss on them before
+    /// and after (a head without that output counts as knowing nothing: ln 2).
+    pub outcomes_held_out: usize,
+    pub outcome_loss_before: f64,
+    pub outcome_loss_after: f64,
 }
 
-/// The gate: validation accuracy may drop by at most `margin_points`, and accuracy
-/// on the held-out corrections must improve. Returns the reason to refuse.
+/// The gate: validation accuracy may drop by at most `margin_points`; accuracy on
+/// the held-out corrections must improve when there are any, and the log-loss on
+/// the held-out outcome labels must improve when there are any. Returns the reason
+/// to refuse.
 pub fn gate(c: &Comparison, margin_points: f64) -> Result<(), String> {
-    if c.corrections_before.examples == 0 {
+    if c.corrections_before.examples == 0 && c.outcomes_held_out == 0 {
         return Err(
-            "no held-out corrections to judge the new head on; collect more feedback".into(),
+            "no held-out corrections or outcomes to judge the new head on; collect more feedback"
+                .into(),
         );
+    }
+    if c.outcomes_held_out > 0 && c.outcome_loss_after >= c.outcome_loss_before {
+        return Err(format!(
+            "the held-out outcomes are not predicted better (log-loss {:.4} → {:.4}): the outcomes do not generalize",
+            c.outcome_loss_before, c.outcome_loss_after
+        ));
+    }
+    if c.corrections_before.examples == 0 {
+        let drop = (c.validation_before.accuracy - c.validation_after.accuracy) * 100.0;
+        if drop > margin_points {
+            return Err(format!(
+                "validation accuracy would drop {drop:.2} points, more than the allowed {margin_points:.2}"
+            ));
+        }
+        return Ok(());
     }
     let drop = (c.validation_before.accuracy - c.validation_after.accuracy) * 100.0;
     if drop > margin_points {
@@ -245,6 +349,9 @@ mod tests {
             validation_after: rep(90, 100),
             corrections_before: rep(0, 4),
             corrections_after: rep(3, 4),
+            outcomes_held_out: 0,
+            outcome_loss_before: 0.0,
+            outcome_loss_after: 0.0,
         };
         assert!(gate(&ok, 1.0).is_ok());
         let worse_val = Comparison {
@@ -259,9 +366,29 @@ mod tests {
         assert!(gate(&no_gain, 1.0).unwrap_err().contains("generalize"));
         let none = Comparison {
             corrections_before: rep(0, 0),
-            ..ok
+            ..ok.clone()
         };
         assert!(gate(&none, 1.0).is_err());
+        // Outcomes alone: their held-out log-loss must fall.
+        let outcomes = Comparison {
+            outcomes_held_out: 10,
+            outcome_loss_before: 0.69,
+            outcome_loss_after: 0.60,
+            ..none.clone()
+        };
+        assert!(gate(&outcomes, 1.0).is_ok());
+        let worse = Comparison {
+            outcome_loss_after: 0.70,
+            ..outcomes
+        };
+        assert!(gate(&worse, 1.0).unwrap_err().contains("outcomes"));
+    }
+
+    #[test]
+    fn log_loss_by_hand() {
+        // −(ln 0.8 + ln 0.5) / 2.
+        let l = log_loss(&[0.8, 0.5], &[1.0, 0.0]);
+        assert!((l - (-(0.8f64.ln() + 0.5f64.ln()) / 2.0)).abs() < 1e-6);
     }
 
     #[test]

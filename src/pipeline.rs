@@ -79,6 +79,10 @@ pub struct ChatRequest {
     /// When the message was longer than that: a hash of all of it, part of the cache
     /// scope, so two long messages that share their start never share an answer.
     pub routed_text_cut: Option<[u8; 32]>,
+    /// What the head classifies: the routed text and, in a conversation, the
+    /// previous user turn (`classify::routed_text`), so "now make it async" is read
+    /// with the request it follows. The cache goes by `routed_text` alone.
+    pub routing_text: String,
     /// Identifies the conversation when it already has an assistant turn.
     pub conversation: Option<[u8; 16]>,
     /// Key a first turn's answer will be known by (system + first user message).
@@ -241,6 +245,13 @@ impl ChatRequest {
         let routed_text_cut = (routed_text.len() < full_text.len())
             .then(|| Sha256::digest(full_text.as_bytes()).into());
         let routed_text = routed_text.to_string();
+        let previous_user = messages
+            .iter()
+            .rev()
+            .filter(|m| m.get("role").and_then(Value::as_str) == Some("user"))
+            .nth(1)
+            .map(|m| content_text(m.get("content").unwrap_or(&Value::Null)));
+        let routing_text = crate::classify::routed_text(&routed_text, previous_user.as_deref());
         let opening = opening_hash(messages);
         let conversation = match conversation_header {
             Some(h) => Some(header_key(h)),
@@ -261,6 +272,7 @@ impl ChatRequest {
             include_usage,
             routed_text,
             routed_text_cut,
+            routing_text,
             conversation,
             opening,
         })
@@ -614,7 +626,8 @@ impl Pipeline {
             endpoint: ctx.endpoint.clone(),
             tenant: ctx.tenant.clone(),
             conversation: req.conversation.map(hex::encode),
-            routed_text: ledger.log_text.then(|| req.routed_text.clone()),
+            // What the head saw, so that a retrain learns from the same text.
+            routed_text: ledger.log_text.then(|| req.routing_text.clone()),
             tier: d.map(|d| d.tier.clone()),
             probs: d.map(|d| d.probs_json().to_string()),
             confidence: d.map(|d| d.confidence as f64),
@@ -822,14 +835,23 @@ impl Pipeline {
             });
         }
         let t0 = Instant::now();
-        let embedded = self
-            .pool
-            .embed(req.routed_text.clone())
-            .await
-            .map_err(|e| match e {
+        let embed = |text: String| async move {
+            self.pool.embed(text).await.map_err(|e| match e {
                 PoolError::Busy(_) => PipelineError::Busy(e.to_string()),
                 other => PipelineError::Internal(other.to_string()),
-            })?;
+            })
+        };
+        // A follow-up is classified with the turn before it, and cached by its own
+        // text: both go to the pool together and share a batch.
+        let (embedded, own) = if req.routing_text == req.routed_text {
+            (embed(req.routed_text.clone()).await?, None)
+        } else {
+            let (with_context, own) = tokio::join!(
+                embed(req.routing_text.clone()),
+                embed(req.routed_text.clone())
+            );
+            (with_context?, Some(own?))
+        };
         let th = Instant::now();
         let pred = live.head.predict(&embedded.embedding.features);
         let mut decision = decide(&live.head, &pred, &live.cfg.router);
@@ -853,22 +875,23 @@ impl Pipeline {
             self.sticky.raise(*key, decision.tier_index);
         }
         let t = embedded.timings;
+        let (queue_us, batch_size) = (embedded.queue_us, embedded.batch_size);
         Ok(Routing {
             compression: None,
             downgraded: false,
             budget_spent: false,
-            vector: Some(embedded.embedding.vector),
+            vector: Some(own.unwrap_or(embedded).embedding.vector),
             models: decision.models.clone(),
             decision: Some(decision),
             sticky,
             timings: RouteTimings {
-                queue_us: embedded.queue_us,
+                queue_us,
                 tokenize_us: t.tokenize_us,
                 embed_us: t.forward_us,
                 pool_us: t.pool_us,
                 head_us,
                 total_us: t0.elapsed().as_micros() as u64,
-                batch_size: embedded.batch_size,
+                batch_size,
             },
         })
     }
@@ -1204,8 +1227,14 @@ fn dry_run_text(r: &Routing) -> String {
             if r.models.len() > 1 {
                 s.push_str(&format!(" (fallbacks: {})", r.models[1..].join(", ")));
             }
+            s.push_str(&format!("; strength {:.3}", d.strength));
             if d.raised {
-                s.push_str(&format!("; raised from {} by min_confidence", d.head_tier));
+                let why = if d.by_quality {
+                    "router.quality_target"
+                } else {
+                    "the confidence policy"
+                };
+                s.push_str(&format!("; raised from {} by {why}", d.head_tier));
             }
             if r.sticky {
                 s.push_str("; raised to the conversation's earlier tier");

@@ -244,3 +244,76 @@ fn start_up_errors_are_said_once_and_name_what_is_wrong() {
     let err = String::from_utf8_lossy(&out.stderr);
     assert!(err.contains("TRIAGE_TEST_NOT_SET"), "{err}");
 }
+
+#[test]
+fn eval_outcomes_reports_the_curve_against_hand_computed_values() {
+    let dir = tempfile::tempdir().unwrap();
+    let svg = dir.path().join("curve.svg");
+    let out = triage()
+        .args([
+            "eval",
+            "--outcomes",
+            "tests/fixtures/outcomes/small.jsonl",
+            "--models",
+            "cheap,mid,strong",
+            "--price",
+            "cheap=1:0",
+            "--price",
+            "mid=2:0",
+            "--price",
+            "strong=10:0",
+            "--json",
+            "--plot",
+        ])
+        .arg(&svg)
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let v: Value = serde_json::from_slice(&out.stdout).unwrap();
+    let o = &v["overall"];
+    let d = &o["decisions"];
+    let close = |a: &Value, b: f64| (a.as_f64().unwrap() - b).abs() < 1e-9;
+    // Each model alone: cheap 2/4 quality for $4, mid 2.5/4 for $8, strong 3.5/4 for $40.
+    assert!(
+        close(&d["each_model"][0]["quality"], 0.5) && close(&d["each_model"][0]["cost"], 4.0),
+        "{d}"
+    );
+    assert!(
+        close(&d["each_model"][1]["quality"], 0.625) && close(&d["each_model"][1]["cost"], 8.0)
+    );
+    assert!(
+        close(&d["each_model"][2]["quality"], 0.875) && close(&d["each_model"][2]["cost"], 40.0)
+    );
+    // Oracle: cheap, cheap, strong, strong → quality 1.0 for $22.
+    assert!(
+        close(&d["oracle"]["quality"], 1.0) && close(&d["oracle"]["cost"], 22.0),
+        "{d}"
+    );
+    // The random router with the routed mix costs what that mix costs on average.
+    let mix: Vec<f64> = d["mix"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|m| m.as_f64().unwrap())
+        .collect();
+    assert!((mix.iter().sum::<f64>() - 1.0).abs() < 1e-9);
+    assert!(close(
+        &d["random_same_mix"]["cost"],
+        mix[0] * 4.0 + mix[1] * 8.0 + mix[2] * 40.0
+    ));
+    // The curve runs between cheap and strong. Oracle order by gain (1, 1, 0, -½):
+    // PGR 0, 2/3, 4/3, 4/3, 1 → APGR ¼·(⅓ + 1 + 4/3 + 7/6) = 0.9583.
+    let c = &o["curve"];
+    assert!(close(&c["oracle_apgr"], 23.0 / 24.0), "{c}");
+    let apgr = c["apgr"].as_f64().unwrap();
+    assert!(close(&c["lift"], (apgr - 0.5) / (23.0 / 24.0 - 0.5)), "{c}");
+    // The shipped head ranks the proof and the code above the greeting and the FAQ.
+    assert!(apgr > 0.5, "{c}");
+    assert!(v["benchmarks"]["code"]["curve"]["requests"] == 2);
+    let plot = std::fs::read_to_string(&svg).unwrap();
+    assert!(plot.starts_with("<svg") && plot.contains("oracle") && plot.contains("random"));
+}

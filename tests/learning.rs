@@ -162,7 +162,14 @@ async fn corrections_retrain_reload_and_roll_back_and_random_labels_are_refused(
     );
 
     let out = triage_cmd(&cfg_path, &data)
-        .args(["retrain", "--since", "1d", "--cache-dir"])
+        .args([
+            "retrain",
+            "--since",
+            "1d",
+            "--outcomes",
+            "tests/fixtures/outcomes/routellm-300.jsonl",
+            "--cache-dir",
+        ])
         .arg(&embed_cache)
         .output()
         .unwrap();
@@ -175,6 +182,8 @@ async fn corrections_retrain_reload_and_roll_back_and_random_labels_are_refused(
     eprintln!("retrain with the corrections:\n{stdout}");
     assert!(stdout.contains("ACCEPTED"), "{stdout}");
     assert!(stdout.contains("held-out corrections"), "{stdout}");
+    // A correct tier of COMPLEX is also an outcome: a stronger model was needed.
+    assert!(stdout.contains("held-out outcomes"), "{stdout}");
 
     // Reload while traffic flows: nothing fails.
     let stop = Arc::new(AtomicBool::new(false));
@@ -318,7 +327,14 @@ async fn corrections_retrain_reload_and_roll_back_and_random_labels_are_refused(
     let t2 = start_triage_from_file(&cfg_path, &data2).await;
     send_with_feedback(&t2, &varied, |i| labels[i]).await;
     let out = triage_cmd(&cfg_path, &data2)
-        .args(["retrain", "--since", "1d", "--cache-dir"])
+        .args([
+            "retrain",
+            "--since",
+            "1d",
+            "--outcomes",
+            "tests/fixtures/outcomes/routellm-300.jsonl",
+            "--cache-dir",
+        ])
         .arg(&embed_cache)
         .output()
         .unwrap();

@@ -69,6 +69,62 @@ pub fn evaluate(labels: &[String], truth: &[usize], predicted: &[usize]) -> Eval
     }
 }
 
+/// How well the confidence of decisions matches how often they are right.
+#[derive(Debug, Clone, Serialize, PartialEq)]
+pub struct Calibration {
+    /// Expected calibration error over 10 equal-width confidence bins.
+    pub ece: f64,
+    /// Share of all decisions made with confidence above 0.9 …
+    pub above_90: f64,
+    /// … and share of all decisions that are wrong although made above 0.9.
+    pub wrong_above_90: f64,
+}
+
+/// `confidence[i]` is the probability given to decision `i`, `correct[i]` whether
+/// it was right.
+pub fn calibration(confidence: &[f32], correct: &[bool]) -> Calibration {
+    const BINS: usize = 10;
+    let n = confidence.len().max(1) as f64;
+    let mut count = [0usize; BINS];
+    let mut conf = [0f64; BINS];
+    let mut hits = [0usize; BINS];
+    for (&c, &ok) in confidence.iter().zip(correct) {
+        let b = ((c as f64 * BINS as f64).ceil() as usize).clamp(1, BINS) - 1;
+        count[b] += 1;
+        conf[b] += c as f64;
+        hits[b] += usize::from(ok);
+    }
+    let ece = (0..BINS)
+        .filter(|&b| count[b] > 0)
+        .map(|b| {
+            let k = count[b] as f64;
+            (k / n) * (hits[b] as f64 / k - conf[b] / k).abs()
+        })
+        .sum();
+    let above: Vec<bool> = confidence
+        .iter()
+        .zip(correct)
+        .filter(|(c, _)| **c > 0.9)
+        .map(|(_, ok)| *ok)
+        .collect();
+    Calibration {
+        ece,
+        above_90: above.len() as f64 / n,
+        wrong_above_90: above.iter().filter(|ok| !**ok).count() as f64 / n,
+    }
+}
+
+impl Calibration {
+    pub fn render(&self) -> String {
+        format!(
+            "calibration: ECE {:.4}; {:.1}% of decisions above 0.9 confidence, {:.2}% of all decisions wrong there\n",
+            self.ece,
+            self.above_90 * 100.0,
+            self.wrong_above_90 * 100.0
+        )
+    }
+}
+
 impl EvalReport {
     /// Human-readable table.
     pub fn render(&self) -> String {
@@ -131,5 +187,16 @@ mod tests {
         assert!((r.per_tier[1].precision - 0.5).abs() < 1e-12);
         assert!((r.per_tier[1].recall - 1.0).abs() < 1e-12);
         assert!(r.render().contains("accuracy 62.50%"));
+    }
+
+    #[test]
+    fn calibration_by_hand() {
+        // Bin (0.9, 1.0]: 0.95 right, 0.95 wrong → accuracy ½, confidence 0.95.
+        // Bin (0.5, 0.6]: 0.55 right twice → accuracy 1, confidence 0.55.
+        let c = calibration(&[0.95, 0.95, 0.55, 0.55], &[true, false, true, true]);
+        // ECE = ½·|½ − 0.95| + ½·|1 − 0.55| = 0.225 + 0.225.
+        assert!((c.ece - 0.45).abs() < 1e-6, "{c:?}");
+        assert_eq!(c.above_90, 0.5);
+        assert_eq!(c.wrong_above_90, 0.25);
     }
 }

@@ -3,11 +3,16 @@
 
 mod data;
 mod eval;
+pub mod finish;
+pub mod outcome_head;
+pub mod outcomes;
 mod train;
 
-pub use data::{read_examples, tier_index, LabeledExample};
-pub use eval::{evaluate, EvalReport, TierMetrics};
-pub use train::{train_head, EmbeddingCache, TrainOptions, TrainReport};
+pub use data::{read_examples, routed_text, tier_index, LabeledExample, CONTEXT_MAX_CHARS};
+pub use eval::{calibration, evaluate, Calibration, EvalReport, TierMetrics};
+pub use train::{
+    fit_temperature, train_head, train_logistic, EmbeddingCache, TrainOptions, TrainReport,
+};
 
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
@@ -53,6 +58,49 @@ pub struct HeadMeta {
     pub metrics: serde_json::Value,
     /// RFC 3339 UTC.
     pub created: String,
+    /// The softmax temperature fitted on validation (already folded into the
+    /// weights; kept for the record).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub temperature: Option<f32>,
+    /// How the "needs a stronger model" output was trained and how it is read.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub outcome: Option<OutcomeMeta>,
+}
+
+/// The head's second output: a logistic "the stronger model answers better" trained
+/// on measured outcomes, blended with the expected tier into one ranking score.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+pub struct OutcomeMeta {
+    /// The outcome file (path and sha256) and its (cheaper, stronger) models.
+    pub data: String,
+    pub models: Vec<String>,
+    pub examples: usize,
+    /// Weight of the expected tier in the blend; the outcome logit gets the rest.
+    pub blend: f32,
+    /// Mean and standard deviation of the expected tier and of the outcome logit
+    /// over the taxonomy training set: both are standardized before blending.
+    pub tier_mean: f32,
+    pub tier_std: f32,
+    pub logit_mean: f32,
+    pub logit_std: f32,
+    /// On the outcome data (outcome logits cross-fitted over 5 folds): what
+    /// sending the top tier's decisions plus every request whose strength reaches
+    /// `threshold` to the stronger model keeps, strongest threshold first.
+    pub operating_points: Vec<OperatingPoint>,
+}
+
+/// One point of the cost/quality trade-off `router.quality_target` chooses from.
+#[derive(Debug, Clone, Copy, Serialize, Deserialize, PartialEq)]
+pub struct OperatingPoint {
+    /// Requests at or above this strength go to the top tier (infinite: none
+    /// beyond the taxonomy's own).
+    pub threshold: f32,
+    /// Mean quality as a share of the all-strong quality.
+    pub quality_share: f64,
+    /// Share of requests sent to the stronger model.
+    pub strong_share: f64,
+    /// Cost as a share of the all-strong cost.
+    pub cost_share: f64,
 }
 
 /// Output of the head for one embedding.
@@ -61,6 +109,11 @@ pub struct Prediction {
     /// Index of the most probable tier.
     pub tier: usize,
     pub probs: Vec<f32>,
+    /// The outcome output: P(the stronger model answers better), when the head has one.
+    pub outcome: Option<f32>,
+    /// How much the request needs a stronger model, in (0, 1): the ranking score
+    /// (see [`TierHead::predict`]).
+    pub strength: f32,
 }
 
 impl Prediction {
@@ -69,11 +122,28 @@ impl Prediction {
     }
 }
 
+/// The expected tier under `probs`, scaled so the cheapest tier is 0 and the top 1.
+pub fn expected_tier(probs: &[f32]) -> f32 {
+    let top = probs.len().saturating_sub(1).max(1) as f32;
+    probs
+        .iter()
+        .enumerate()
+        .map(|(i, p)| i as f32 * p)
+        .sum::<f32>()
+        / top
+}
+
+fn sigmoid(x: f32) -> f32 {
+    1.0 / (1.0 + (-x).exp())
+}
+
 #[derive(Debug, Clone)]
 pub struct TierHead {
     /// Row-major (labels × dim).
     weight: Vec<f32>,
     bias: Vec<f32>,
+    /// The outcome output's weights and bias (with `meta.outcome`).
+    outcome: Option<(Vec<f32>, f32)>,
     meta: HeadMeta,
 }
 
@@ -98,7 +168,50 @@ impl TierHead {
                 n
             ));
         }
-        Ok(Self { weight, bias, meta })
+        Ok(Self {
+            weight,
+            bias,
+            outcome: None,
+            meta,
+        })
+    }
+
+    /// The head with an outcome output (`weight` over the same features).
+    pub fn with_outcome(mut self, weight: Vec<f32>, bias: f32) -> Result<Self, String> {
+        if weight.len() != self.meta.dim {
+            return Err(format!(
+                "outcome weights are {} values, expected {}",
+                weight.len(),
+                self.meta.dim
+            ));
+        }
+        if self.meta.outcome.is_none() {
+            return Err("an outcome output needs `outcome` metadata".into());
+        }
+        self.outcome = Some((weight, bias));
+        Ok(self)
+    }
+
+    /// The outcome output's (weights, bias), if the head has one.
+    pub fn outcome_weights(&self) -> Option<(&[f32], f32)> {
+        self.outcome.as_ref().map(|(w, b)| (w.as_slice(), *b))
+    }
+
+    /// The operating point `router.quality_target` picks: the fewest strong calls
+    /// that keep `target` of the strong model's quality on the outcome data. None
+    /// without an outcome output.
+    pub fn operating_point(&self, target: f32) -> Option<OperatingPoint> {
+        let points = &self.meta.outcome.as_ref()?.operating_points;
+        points
+            .iter()
+            .filter(|p| p.quality_share >= target as f64)
+            .min_by(|a, b| a.strong_share.total_cmp(&b.strong_share))
+            .or_else(|| {
+                points
+                    .iter()
+                    .max_by(|a, b| a.quality_share.total_cmp(&b.quality_share))
+            })
+            .copied()
     }
 
     pub fn meta(&self) -> &HeadMeta {
@@ -134,7 +247,23 @@ impl TierHead {
         };
         let weight = get("weight")?;
         let bias = get("bias")?;
-        Self::new(weight, bias, meta).map_err(bad)
+        let head = Self::new(weight, bias, meta).map_err(bad)?;
+        match (
+            tensors.contains_key("outcome_weight"),
+            head.meta.outcome.is_some(),
+        ) {
+            (false, false) => Ok(head),
+            (true, true) => {
+                let ob = get("outcome_bias")?;
+                let ob = ob
+                    .first()
+                    .copied()
+                    .ok_or_else(|| bad("`outcome_bias` is empty".into()))?;
+                head.with_outcome(get("outcome_weight")?, ob).map_err(bad)
+            }
+            (true, false) => Err(bad("`outcome_weight` without `outcome` metadata".into())),
+            (false, true) => Err(bad("`outcome` metadata without `outcome_weight`".into())),
+        }
     }
 
     /// Writes weights and metadata, each through a temporary file and a rename.
@@ -154,6 +283,16 @@ impl TierHead {
             "bias".to_string(),
             Tensor::from_vec(self.bias.clone(), n, &Device::Cpu)?,
         );
+        if let Some((w, b)) = &self.outcome {
+            map.insert(
+                "outcome_weight".to_string(),
+                Tensor::from_vec(w.clone(), self.meta.dim, &Device::Cpu)?,
+            );
+            map.insert(
+                "outcome_bias".to_string(),
+                Tensor::from_vec(vec![*b], 1, &Device::Cpu)?,
+            );
+        }
         let tmp = path.with_extension("safetensors.tmp");
         candle_core::safetensors::save(&map, &tmp)?;
         let meta_tmp = path.with_extension("json.tmp");
@@ -197,23 +336,38 @@ impl TierHead {
         Ok(())
     }
 
-    /// Logits → softmax probabilities. Plain Rust: a 3×384 product takes ~100 ns.
+    /// Logits → softmax probabilities, and the ranking score. Plain Rust: a few
+    /// dot products over the features (about a microsecond).
+    ///
+    /// The strength is the expected tier under the probabilities; with an outcome
+    /// output, the logistic of a blend of that and the outcome logit, each
+    /// standardized by its spread over the taxonomy training set.
     pub fn predict(&self, embedding: &[f32]) -> Prediction {
         let dim = self.meta.dim;
+        let dot = |w: &[f32]| w.iter().zip(embedding).map(|(w, x)| w * x).sum::<f32>();
         let mut logits: Vec<f32> = self
             .bias
             .iter()
             .enumerate()
-            .map(|(i, b)| {
-                let row = &self.weight[i * dim..(i + 1) * dim];
-                b + row.iter().zip(embedding).map(|(w, x)| w * x).sum::<f32>()
-            })
+            .map(|(i, b)| b + dot(&self.weight[i * dim..(i + 1) * dim]))
             .collect();
         softmax_in_place(&mut logits);
         let tier = argmax(&logits);
+        let e = expected_tier(&logits);
+        let (outcome, strength) = match (&self.outcome, &self.meta.outcome) {
+            (Some((w, b)), Some(m)) => {
+                let z = b + dot(w);
+                let blended = m.blend * (e - m.tier_mean) / m.tier_std.max(1e-6)
+                    + (1.0 - m.blend) * (z - m.logit_mean) / m.logit_std.max(1e-6);
+                (Some(sigmoid(z)), sigmoid(blended))
+            }
+            _ => (None, e),
+        };
         Prediction {
             tier,
             probs: logits,
+            outcome,
+            strength,
         }
     }
 }
@@ -266,6 +420,15 @@ pub fn apply_policy(pred: &Prediction, min_confidence: f32, top_tier_guard: f32)
 mod tests {
     use super::*;
 
+    fn pred(tier: usize, probs: Vec<f32>) -> Prediction {
+        Prediction {
+            tier,
+            strength: expected_tier(&probs),
+            probs,
+            outcome: None,
+        }
+    }
+
     fn meta(dim: usize) -> HeadMeta {
         HeadMeta {
             labels: vec!["SIMPLE".into(), "MODERATE".into(), "COMPLEX".into()],
@@ -279,6 +442,8 @@ mod tests {
             validation_examples: 1,
             metrics: serde_json::json!({}),
             created: "2026-01-01T00:00:00Z".into(),
+            temperature: None,
+            outcome: None,
         }
     }
 
@@ -295,25 +460,16 @@ mod tests {
 
     #[test]
     fn low_confidence_goes_one_tier_up_but_not_past_the_top() {
-        let p = Prediction {
-            tier: 0,
-            probs: vec![0.45, 0.35, 0.2],
-        };
+        let p = pred(0, vec![0.45, 0.35, 0.2]);
         assert_eq!(apply_policy(&p, 0.5, 1.0), (1, true));
         assert_eq!(apply_policy(&p, 0.4, 1.0), (0, false));
-        let top = Prediction {
-            tier: 2,
-            probs: vec![0.3, 0.3, 0.4],
-        };
+        let top = pred(2, vec![0.3, 0.3, 0.4]);
         assert_eq!(apply_policy(&top, 0.5, 1.0), (2, false));
     }
 
     #[test]
     fn cheapest_tier_needs_a_small_top_tier_probability() {
-        let p = Prediction {
-            tier: 0,
-            probs: vec![0.6, 0.15, 0.25],
-        };
+        let p = pred(0, vec![0.6, 0.15, 0.25]);
         // P(top) = 0.25 ≥ 0.2: the likelier of the upper tiers (COMPLEX here).
         assert_eq!(apply_policy(&p, 0.0, 0.2), (2, true));
         assert_eq!(apply_policy(&p, 0.0, 0.3), (0, false));
@@ -367,8 +523,13 @@ pub struct Decision {
     pub confidence: f32,
     /// Probabilities in label order (cheapest tier first).
     pub probs: Vec<(String, f32)>,
-    /// True when low confidence raised the tier.
+    /// True when the policy raised the tier (low confidence, the top-tier guard or
+    /// `router.quality_target`).
     pub raised: bool,
+    /// True when `router.quality_target` raised it.
+    pub by_quality: bool,
+    /// How much the request needs a stronger model (see [`TierHead::predict`]).
+    pub strength: f32,
     pub models: Vec<String>,
 }
 
@@ -393,8 +554,17 @@ pub fn decide(
     pred: &Prediction,
     router: &crate::config::RouterConfig,
 ) -> Decision {
-    let (idx, raised) = apply_policy(pred, router.min_confidence, router.top_tier_guard);
+    let (mut idx, mut raised) = apply_policy(pred, router.min_confidence, router.top_tier_guard);
     let labels = head.labels();
+    // `router.quality_target`: a request strong enough for the chosen operating point
+    // goes to the top tier.
+    let top = labels.len().saturating_sub(1);
+    let point = router.quality_target.and_then(|t| head.operating_point(t));
+    let by_quality = idx < top && point.is_some_and(|p| pred.strength >= p.threshold);
+    if by_quality {
+        idx = top;
+        raised = true;
+    }
     let tier = labels[idx].clone();
     Decision {
         models: router.tiers.get(&tier).cloned().unwrap_or_default(),
@@ -408,6 +578,8 @@ pub fn decide(
             .zip(pred.probs.iter().copied())
             .collect(),
         raised,
+        by_quality,
+        strength: pred.strength,
     }
 }
 
@@ -418,14 +590,7 @@ pub fn routed_tiers(
     router: &crate::config::RouterConfig,
 ) -> Vec<usize> {
     xs.iter()
-        .map(|x| {
-            apply_policy(
-                &head.predict(x),
-                router.min_confidence,
-                router.top_tier_guard,
-            )
-            .0
-        })
+        .map(|x| decide(head, &head.predict(x), router).tier_index)
         .collect()
 }
 

@@ -226,6 +226,165 @@ pub fn train_head(
     ))
 }
 
+/// Share of all validation decisions that may be wrong at a confidence above 0.9.
+pub const MAX_WRONG_ABOVE_90: f64 = 0.01;
+
+/// The softmax temperature, fitted on validation: the one that minimizes the loss
+/// (a grid over 1..4), never below 1 (traffic is harder than validation, so the
+/// head is never made surer than it was trained), then raised until at most
+/// [`MAX_WRONG_ABOVE_90`] of the decisions are wrong above 0.9 confidence. One
+/// scalar changes no decision's argmax.
+pub fn fit_temperature(head: &TierHead, val_x: &[Vec<f32>], val_y: &[usize]) -> f32 {
+    let (w, b) = head.weights();
+    let dim = head.dim();
+    let logits: Vec<Vec<f32>> = val_x
+        .iter()
+        .map(|x| {
+            b.iter()
+                .enumerate()
+                .map(|(i, bi)| {
+                    bi + w[i * dim..(i + 1) * dim]
+                        .iter()
+                        .zip(x)
+                        .map(|(w, x)| w * x)
+                        .sum::<f32>()
+                })
+                .collect()
+        })
+        .collect();
+    let nll = |t: f32| -> f64 {
+        logits
+            .iter()
+            .zip(val_y)
+            .map(|(l, &y)| {
+                let max = l.iter().copied().fold(f32::NEG_INFINITY, f32::max);
+                let sum: f64 = l.iter().map(|v| (((v - max) / t) as f64).exp()).sum();
+                sum.ln() - ((l[y] - max) / t) as f64
+            })
+            .sum::<f64>()
+            / logits.len().max(1) as f64
+    };
+    let wrong_above_90 = |t: f32| -> f64 {
+        let wrong = logits
+            .iter()
+            .zip(val_y)
+            .filter(|(l, &y)| {
+                let top = super::argmax(l);
+                let max = l[top];
+                let sum: f32 = l.iter().map(|v| ((v - max) / t).exp()).sum();
+                top != y && 1.0 / sum > 0.9
+            })
+            .count();
+        wrong as f64 / logits.len().max(1) as f64
+    };
+    let mut best = (f64::INFINITY, 1.0f32);
+    let mut t = 1.0f32;
+    while t <= 4.0 {
+        let v = nll(t);
+        if v < best.0 {
+            best = (v, t);
+        }
+        t += 0.01;
+    }
+    let mut t = best.1;
+    while wrong_above_90(t) > MAX_WRONG_ABOVE_90 && t < 4.0 {
+        t += 0.01;
+    }
+    t
+}
+
+impl TierHead {
+    /// The head with its logits divided by `t` (recorded as `meta.temperature`).
+    pub fn with_temperature(&self, t: f32) -> Result<Self, ClassifyError> {
+        let (w, b) = self.weights();
+        let mut meta = self.meta().clone();
+        meta.temperature = Some(t);
+        TierHead::new(
+            w.iter().map(|v| v / t).collect(),
+            b.iter().map(|v| v / t).collect(),
+            meta,
+        )
+        .map_err(ClassifyError::Data)
+    }
+}
+
+/// Binary logistic regression on standardized features (L2 λ/2·‖w‖², the bias not
+/// penalized), full-batch AdamW until the loss stops improving; the
+/// standardization is folded into the returned weights. `y` is 0 or 1 and
+/// `sample_w` weighs each example.
+pub fn train_logistic(
+    x: &[Vec<f32>],
+    y: &[f32],
+    sample_w: &[f32],
+    l2: f64,
+    max_epochs: usize,
+) -> Result<(Vec<f32>, f32), ClassifyError> {
+    let dim = x.first().map_or(0, Vec::len);
+    if x.is_empty() || y.len() != x.len() || sample_w.len() != x.len() {
+        return Err(ClassifyError::Data(
+            "logistic regression needs examples with one label and one weight each".into(),
+        ));
+    }
+    let (mu, sigma) = moments(x, dim);
+    let mu_t = Tensor::from_vec(mu.clone(), dim, &Device::Cpu)?;
+    let sigma_t = Tensor::from_vec(sigma.clone(), dim, &Device::Cpu)?;
+    let xt = to_matrix(x, dim)?
+        .broadcast_sub(&mu_t)?
+        .broadcast_div(&sigma_t)?;
+    let yt = Tensor::from_vec(y.to_vec(), y.len(), &Device::Cpu)?;
+    let total_w: f32 = sample_w.iter().sum();
+    let wt = Tensor::from_vec(
+        sample_w
+            .iter()
+            .map(|w| w / total_w.max(1e-12))
+            .collect::<Vec<_>>(),
+        y.len(),
+        &Device::Cpu,
+    )?;
+    let w = Var::zeros(dim, DType::F32, &Device::Cpu)?;
+    let b = Var::zeros(1, DType::F32, &Device::Cpu)?;
+    let mut opt = AdamW::new(
+        vec![w.clone(), b.clone()],
+        ParamsAdamW {
+            lr: 0.01,
+            weight_decay: 0.0,
+            ..ParamsAdamW::default()
+        },
+    )?;
+    let mut best = f32::INFINITY;
+    let mut since_best = 0;
+    for _ in 0..max_epochs {
+        let z = xt
+            .matmul(&w.as_tensor().unsqueeze(1)?)?
+            .squeeze(1)?
+            .broadcast_add(b.as_tensor())?;
+        // log(1 + e^z) - y·z, computed stably as relu(z) + log(1 + e^-|z|) - y·z.
+        let softplus = (z.relu()? + (z.abs()?.neg()?.exp()? + 1.0)?.log()?)?;
+        let nll = ((softplus - (&z * &yt)?)? * &wt)?.sum_all()?;
+        let loss = (&nll + (w.as_tensor().sqr()?.sum_all()? * (l2 / 2.0))?)?;
+        opt.backward_step(&loss)?;
+        let v = loss.to_scalar::<f32>()?;
+        if v < best - 1e-7 {
+            best = v;
+            since_best = 0;
+        } else {
+            since_best += 1;
+            if since_best >= 25 {
+                break;
+            }
+        }
+    }
+    let folded = w.as_tensor().broadcast_div(&sigma_t)?;
+    let bias = b.as_tensor().to_vec1::<f32>()?[0]
+        - folded
+            .to_vec1::<f32>()?
+            .iter()
+            .zip(&mu)
+            .map(|(w, m)| w * m)
+            .sum::<f32>();
+    Ok((folded.to_vec1::<f32>()?, bias))
+}
+
 /// Embeddings of training texts, keyed by the text's sha256, so a re-run of
 /// `triage train` embeds only what changed. One file per embedding model.
 pub struct EmbeddingCache {
@@ -340,6 +499,8 @@ mod tests {
             validation_examples: 0,
             metrics: serde_json::Value::Null,
             created: String::new(),
+            temperature: None,
+            outcome: None,
         }
     }
 

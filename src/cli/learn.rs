@@ -1,5 +1,6 @@
 //! `triage misroutes export`, `triage retrain`, `triage head list|use`.
 
+use super::train::refs;
 use std::collections::BTreeMap;
 use std::io::Write;
 use std::path::PathBuf;
@@ -60,6 +61,19 @@ pub struct RetrainArgs {
     /// Embedding cache directory (default: DATA_DIR/embed-cache).
     #[arg(long)]
     pub cache_dir: Option<PathBuf>,
+    /// Outcome data for the "needs a stronger model" output (default: the file the
+    /// installed head's output was trained on, else training/outcomes/routellm.jsonl).
+    #[arg(long)]
+    pub outcomes: Option<PathBuf>,
+    /// The (cheaper, stronger) models of the outcome data (default: the installed
+    /// head's, else those of training/outcomes/routellm.jsonl).
+    #[arg(long, value_delimiter = ',')]
+    pub outcome_models: Vec<String>,
+    #[arg(long, default_value = "training/outcomes/prices.json")]
+    pub outcome_prices: PathBuf,
+    /// Retrain the tiers only: the new head has no outcome output.
+    #[arg(long)]
+    pub no_outcomes: bool,
 }
 
 #[derive(Subcommand, Debug)]
@@ -68,10 +82,6 @@ pub enum HeadCommand {
     List,
     /// Install a version (then reload: POST /admin/reload or SIGHUP).
     Use { version: String },
-}
-
-fn refs(v: &[String]) -> Vec<&str> {
-    v.iter().map(String::as_str).collect()
 }
 
 fn norm(t: &str) -> String {
@@ -173,15 +183,25 @@ pub fn run_retrain(g: &super::Global, a: RetrainArgs) -> anyhow::Result<ExitCode
             fixes.insert(norm(&e.text), (e.text, e.tier));
         }
     }
-    if fixes.is_empty() {
-        anyhow::bail!(
-            "no corrections with text in the last {} (feedback with correct_tier, or --extra)",
-            a.since
-        );
-    }
+    // Outcomes the app reported (success / failure, or a correct tier): labels for
+    // the outcome output.
     let embedder = Embedder::load(&embed_options(&cfg)?)?;
     let (old, path) = load_head(&cfg, &embedder)?;
     let labels = old.labels().to_vec();
+    let outcome_feedback: Vec<(String, f32)> = if db.exists() {
+        triage::learn::outcome_labels(&db, since, &labels)?
+            .into_iter()
+            .filter_map(|o| o.text.map(|t| (t, o.needs_stronger)))
+            .collect()
+    } else {
+        Vec::new()
+    };
+    if fixes.is_empty() && outcome_feedback.is_empty() {
+        anyhow::bail!(
+            "no corrections or outcomes with text in the last {} (feedback with correct_tier or outcome, or --extra)",
+            a.since
+        );
+    }
     let label = |t: &str| {
         tier_index(&labels, t)
             .ok_or_else(|| anyhow::anyhow!("tier `{t}` is not one of {}", labels.join(", ")))
@@ -196,6 +216,10 @@ pub fn run_retrain(g: &super::Global, a: RetrainArgs) -> anyhow::Result<ExitCode
             fit.push((text.clone(), y));
         }
     }
+    let (outcome_judge, outcome_fit): (Vec<_>, Vec<_>) = outcome_feedback
+        .iter()
+        .cloned()
+        .partition(|(t, _)| held_out(t, a.held_out));
     let base = read_examples(&a.train)?;
     let val = read_examples(&a.validation)?;
     let mut cache = EmbeddingCache::open(
@@ -209,10 +233,10 @@ pub fn run_retrain(g: &super::Global, a: RetrainArgs) -> anyhow::Result<ExitCode
     let mut tx_text: Vec<String> = Vec::new();
     let mut ty: Vec<usize> = Vec::new();
     for e in &base {
-        if fixes.contains_key(&norm(&e.text)) {
+        if fixes.contains_key(&norm(&e.routed())) {
             continue; // the correction overrides the base label
         }
-        tx_text.push(e.text.clone());
+        tx_text.push(e.routed());
         ty.push(label(&e.tier)?);
     }
     for (t, y) in &fit {
@@ -226,21 +250,36 @@ pub fn run_retrain(g: &super::Global, a: RetrainArgs) -> anyhow::Result<ExitCode
         .map(|e| label(&e.tier))
         .collect::<anyhow::Result<_>>()?;
     let tx = super::train::embed_all(&embedder, &mut cache, &refs(&tx_text))?;
-    let val_text: Vec<String> = val.iter().map(|e| e.text.clone()).collect();
+    let val_text: Vec<String> = val.iter().map(|e| e.routed()).collect();
     let vx = super::train::embed_all(&embedder, &mut cache, &refs(&val_text))?;
-    let judge_text: Vec<String> = judge.iter().map(|(t, _)| t.clone()).collect();
-    let jx = super::train::embed_all(&embedder, &mut cache, &refs(&judge_text))?;
+    let embed_pairs = |cache: &mut EmbeddingCache, rows: &[(String, usize)]| {
+        let texts: Vec<String> = rows.iter().map(|(t, _)| t.clone()).collect();
+        super::train::embed_all(&embedder, cache, &refs(&texts))
+    };
+    let jx = embed_pairs(&mut cache, &judge)?;
     let jy: Vec<usize> = judge.iter().map(|(_, y)| *y).collect();
+    let outcome_texts =
+        |rows: &[(String, f32)]| -> Vec<String> { rows.iter().map(|(t, _)| t.clone()).collect() };
+    let ofx = super::train::embed_all(&embedder, &mut cache, &refs(&outcome_texts(&outcome_fit)))?;
+    let ojx =
+        super::train::embed_all(&embedder, &mut cache, &refs(&outcome_texts(&outcome_judge)))?;
+    let extra: Vec<(Vec<f32>, f32)> = ofx
+        .into_iter()
+        .zip(outcome_fit.iter().map(|(_, y)| *y))
+        .collect();
 
     let mut meta = old.meta().clone();
     meta.created = chrono::Utc::now().to_rfc3339_opts(chrono::SecondsFormat::Secs, true);
     meta.train_examples = tx.len();
     meta.validation_examples = vx.len();
     meta.training_data_sha256 = format!(
-        "{} + {} corrections",
+        "{} + {} corrections + {} outcomes",
         old.meta().training_data_sha256,
-        fixes.len()
+        fixes.len(),
+        outcome_feedback.len()
     );
+    meta.temperature = None;
+    meta.outcome = None;
     let (new, _) = train_head(
         &tx,
         &ty,
@@ -250,22 +289,86 @@ pub fn run_retrain(g: &super::Global, a: RetrainArgs) -> anyhow::Result<ExitCode
         &TrainOptions::default(),
         |_, _, _| {},
     )?;
+    // The outcome output: trained again with the reported outcomes, on the data the
+    // installed head's was trained on unless told otherwise.
+    let outcomes = if a.no_outcomes {
+        None
+    } else {
+        let from_head = old.meta().outcome.as_ref();
+        let file = a
+            .outcomes
+            .clone()
+            .or_else(|| from_head.and_then(|o| o.data.split(" (sha256").next().map(PathBuf::from)));
+        let file = file.unwrap_or_else(|| PathBuf::from("training/outcomes/routellm.jsonl"));
+        if !file.exists() {
+            anyhow::bail!(
+                "the outcome data {} is not here: give --outcomes FILE, or --no-outcomes to retrain the tiers only",
+                file.display()
+            );
+        }
+        let models = if !a.outcome_models.is_empty() {
+            a.outcome_models.clone()
+        } else {
+            from_head.map(|o| o.models.clone()).unwrap_or_else(|| {
+                vec![
+                    "mistralai/Mixtral-8x7B-Instruct-v0.1".into(),
+                    "gpt-4-1106-preview".into(),
+                ]
+            })
+        };
+        Some(super::train::load_outcomes(
+            &file,
+            &models,
+            &a.outcome_prices,
+            &embedder,
+            &mut cache,
+        )?)
+    };
+    let opts = triage::classify::outcome_head::OutcomeOptions {
+        blend: old.meta().outcome.as_ref().map_or(0.5, |o| o.blend),
+        ..Default::default()
+    };
+    let data = outcomes
+        .as_ref()
+        .map(|o| o.data(&extra, a.weight.max(1) as f32));
+    let (new, _) = triage::classify::finish::finish_head(
+        new,
+        &vx,
+        &vy,
+        &tx,
+        data.as_ref().map(|d| (d, &opts)),
+        &cfg.router,
+    )?;
     let eval = |h: &TierHead, xs: &[Vec<f32>], ys: &[usize]| {
         let p: Vec<usize> = xs.iter().map(|x| routed(h, x, &cfg)).collect();
         evaluate(&labels, ys, &p)
+    };
+    let outcome_loss = |h: &TierHead| {
+        let p: Vec<f32> = ojx
+            .iter()
+            .map(|x| h.predict(x).outcome.unwrap_or(0.5))
+            .collect();
+        let y: Vec<f32> = outcome_judge.iter().map(|(_, y)| *y).collect();
+        triage::learn::log_loss(&p, &y)
     };
     let cmp = Comparison {
         validation_before: eval(&old, &vx, &vy),
         validation_after: eval(&new, &vx, &vy),
         corrections_before: eval(&old, &jx, &jy),
         corrections_after: eval(&new, &jx, &jy),
+        outcomes_held_out: outcome_judge.len(),
+        outcome_loss_before: outcome_loss(&old),
+        outcome_loss_after: outcome_loss(&new),
     };
     println!(
-        "{} corrections ({} used for training ×{}, {} held out to judge)",
+        "{} corrections ({} used for training ×{}, {} held out to judge); {} reported outcomes ({} used, {} held out)",
         fixes.len(),
         fit.len(),
         a.weight,
-        judge.len()
+        judge.len(),
+        outcome_feedback.len(),
+        outcome_fit.len(),
+        outcome_judge.len()
     );
     print!(
         "{}",
@@ -275,14 +378,24 @@ pub fn run_retrain(g: &super::Global, a: RetrainArgs) -> anyhow::Result<ExitCode
             &cmp.validation_after
         )
     );
-    print!(
-        "{}",
-        table(
-            "held-out corrections",
-            &cmp.corrections_before,
-            &cmp.corrections_after
-        )
-    );
+    if !judge.is_empty() {
+        print!(
+            "{}",
+            table(
+                "held-out corrections",
+                &cmp.corrections_before,
+                &cmp.corrections_after
+            )
+        );
+    }
+    if !outcome_judge.is_empty() {
+        println!(
+            "\nheld-out outcomes ({}): log-loss {:.4} before, {:.4} after",
+            outcome_judge.len(),
+            cmp.outcome_loss_before,
+            cmp.outcome_loss_after
+        );
+    }
     // Cost impact: the logged traffic with text, re-routed by each head.
     if db.exists() {
         if let Ok((before, after, n)) =
@@ -302,7 +415,6 @@ pub fn run_retrain(g: &super::Global, a: RetrainArgs) -> anyhow::Result<ExitCode
         }
         Ok(()) => {
             triage::learn::ensure_baseline(&path)?;
-            let (new, _) = triage::classify::with_routed_validation(new, &vx, &vy, &cfg.router)?;
             let version = triage::learn::save_version(&new, &path)?;
             println!(
                 "\nACCEPTED: installed head {version} at {}. Reload the server: POST /admin/reload or SIGHUP.",

@@ -5,6 +5,7 @@ mod cache;
 mod fake_upstream;
 mod learn;
 mod model;
+mod outcomes;
 mod prompt;
 mod report;
 mod route;

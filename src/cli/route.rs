@@ -29,13 +29,16 @@ fn to_json(text: &str, r: &Routed) -> serde_json::Value {
         "probs": r.decision.probs_json(),
         "model": r.decision.models.first(),
         "raised": r.decision.raised,
+        "strength": triage::classify::round4(r.decision.strength),
+        "raised_by_quality_target": r.decision.by_quality,
         "latency_us": t.tokenize_us + t.forward_us + t.pool_us + r.head_us,
         "stages_us": {"tokenize": t.tokenize_us, "embed": t.forward_us, "pool": t.pool_us, "head": r.head_us},
     })
 }
 
-/// What a `--jsonl` input line asks to route, or why it cannot be read.
-pub fn parse_line(line: &str) -> Result<Option<String>, String> {
+/// What a `--jsonl` input line asks to route (its text, and for a follow-up the
+/// previous user turn in `context`), or why it cannot be read.
+pub fn parse_line(line: &str) -> Result<Option<(String, Option<String>)>, String> {
     let trimmed = line.trim();
     if trimmed.is_empty() {
         return Ok(None);
@@ -43,14 +46,21 @@ pub fn parse_line(line: &str) -> Result<Option<String>, String> {
     if trimmed.starts_with('{') {
         let v: serde_json::Value =
             serde_json::from_str(trimmed).map_err(|e| format!("malformed JSON: {e}"))?;
+        let context = match v.get("context") {
+            None | Some(serde_json::Value::Null) => None,
+            Some(serde_json::Value::String(c)) => Some(c.clone()),
+            Some(_) => return Err("`context` must be a string".into()),
+        };
         return match v.get("text") {
-            Some(serde_json::Value::String(s)) if !s.trim().is_empty() => Ok(Some(s.clone())),
+            Some(serde_json::Value::String(s)) if !s.trim().is_empty() => {
+                Ok(Some((s.clone(), context)))
+            }
             Some(serde_json::Value::String(_)) => Err("`text` is empty".into()),
             Some(_) => Err("`text` must be a string".into()),
             None => Err("JSON object without a `text` field".into()),
         };
     }
-    Ok(Some(line.to_string()))
+    Ok(Some((line.to_string(), None)))
 }
 
 pub fn run(g: &super::Global, a: RouteArgs) -> anyhow::Result<ExitCode> {
@@ -68,7 +78,10 @@ pub fn run(g: &super::Global, a: RouteArgs) -> anyhow::Result<ExitCode> {
                 Ok(line) => match parse_line(&line) {
                     Ok(None) => continue,
                     Err(e) => json!({"line": n, "error": e}),
-                    Ok(Some(text)) => match engine.route(&text, &cfg.router) {
+                    Ok(Some((text, context))) => match engine.route(
+                        &triage::classify::routed_text(&text, context.as_deref()),
+                        &cfg.router,
+                    ) {
                         Ok(r) => to_json(&text, &r),
                         Err(e) => json!({"line": n, "error": e.to_string()}),
                     },
@@ -93,14 +106,15 @@ pub fn run(g: &super::Global, a: RouteArgs) -> anyhow::Result<ExitCode> {
         writeln!(out, "{text}")?;
         writeln!(
             out,
-            "  tier {}{}   confidence {:.3}   model {}",
+            "  tier {}{}   confidence {:.3}   strength {:.3}   model {}",
             d.tier,
-            if d.raised {
-                format!(" (raised from {}: low confidence)", d.head_tier)
-            } else {
-                String::new()
+            match (d.raised, d.by_quality) {
+                (true, true) => format!(" (raised from {}: quality target)", d.head_tier),
+                (true, false) => format!(" (raised from {}: low confidence)", d.head_tier),
+                _ => String::new(),
             },
             d.confidence,
+            d.strength,
             d.models.first().map(String::as_str).unwrap_or("-"),
         )?;
         writeln!(out, "  probs  {}", probs.join("  "))?;
@@ -124,8 +138,19 @@ mod tests {
     #[test]
     fn jsonl_lines() {
         assert_eq!(parse_line("  "), Ok(None));
-        assert_eq!(parse_line("hello there"), Ok(Some("hello there".into())));
-        assert_eq!(parse_line(r#"{"text": "hi"}"#), Ok(Some("hi".into())));
+        assert_eq!(
+            parse_line("hello there"),
+            Ok(Some(("hello there".into(), None)))
+        );
+        assert_eq!(
+            parse_line(r#"{"text": "hi"}"#),
+            Ok(Some(("hi".into(), None)))
+        );
+        assert_eq!(
+            parse_line(r#"{"text": "shorter", "context": "write a poem"}"#),
+            Ok(Some(("shorter".into(), Some("write a poem".into()))))
+        );
+        assert!(parse_line(r#"{"text": "a", "context": 1}"#).is_err());
         assert!(parse_line(r#"{"text": 3}"#).unwrap_err().contains("string"));
         assert!(parse_line(r#"{"txt": "a"}"#).unwrap_err().contains("text"));
         assert!(parse_line(r#"{"text": "a""#)

@@ -40,12 +40,150 @@ pub struct TrainArgs {
     /// Embedding cache directory (default: DATA_DIR/embed-cache).
     #[arg(long)]
     pub cache_dir: Option<PathBuf>,
+    /// Outcome data the "needs a stronger model" output is trained on (prompts with
+    /// each model's measured score; see training/outcomes/README.md).
+    #[arg(long, default_value = "training/outcomes/routellm.jsonl")]
+    pub outcomes: PathBuf,
+    /// The (cheaper, stronger) models of --outcomes, as the file names them.
+    #[arg(
+        long,
+        value_delimiter = ',',
+        default_value = "mistralai/Mixtral-8x7B-Instruct-v0.1,gpt-4-1106-preview"
+    )]
+    pub outcome_models: Vec<String>,
+    /// Their prices, for the cost shares of the operating points: a JSON object
+    /// of MODEL: [input, output] USD per 1M tokens.
+    #[arg(long, default_value = "training/outcomes/prices.json")]
+    pub outcome_prices: PathBuf,
+    /// Train the tiers only, without the outcome output.
+    #[arg(long)]
+    pub no_outcomes: bool,
+    /// Weight of the expected tier in the strength (the outcome output gets the rest).
+    #[arg(long, default_value_t = 0.5)]
+    pub blend: f32,
+    /// L2 penalty of the outcome output.
+    #[arg(long, default_value_t = 1.0)]
+    pub outcome_l2: f64,
+}
+
+/// The outcome rows and features `triage train` and `triage retrain` use.
+pub struct LoadedOutcomes {
+    pub rows: Vec<triage::classify::outcomes::OutcomeRow>,
+    pub features: Vec<Vec<f32>>,
+    pub costs: Vec<Vec<f64>>,
+    pub data: String,
+    pub models: Vec<String>,
+}
+
+impl LoadedOutcomes {
+    /// The data, with `extra` labeled requests (weighted `extra_weight`) for the fit.
+    pub fn data<'a>(
+        &'a self,
+        extra: &'a [(Vec<f32>, f32)],
+        extra_weight: f32,
+    ) -> triage::classify::outcome_head::OutcomeData<'a> {
+        triage::classify::outcome_head::OutcomeData {
+            rows: &self.rows,
+            features: &self.features,
+            costs: &self.costs,
+            data: self.data.clone(),
+            models: self.models.clone(),
+            extra,
+            extra_weight,
+        }
+    }
+}
+
+/// Reads and embeds the outcome file for the outcome output.
+pub fn load_outcomes(
+    path: &Path,
+    models: &[String],
+    prices: &Path,
+    embedder: &Embedder,
+    cache: &mut EmbeddingCache,
+) -> anyhow::Result<LoadedOutcomes> {
+    if models.len() != 2 {
+        anyhow::bail!("--outcome-models takes two names: the cheaper model, then the stronger");
+    }
+    let text = std::fs::read_to_string(path).with_context(|| path.display().to_string())?;
+    let rows = triage::classify::outcomes::read_outcomes(&text, models)
+        .map_err(|e| anyhow::anyhow!("{}: {e}", path.display()))?;
+    let table: serde_json::Value = serde_json::from_slice(
+        &std::fs::read(prices).with_context(|| prices.display().to_string())?,
+    )
+    .with_context(|| prices.display().to_string())?;
+    let price = |m: &str| -> anyhow::Result<(f64, f64)> {
+        let p = table.get(m).and_then(|v| v.as_array());
+        match p.map(|a| {
+            a.iter()
+                .filter_map(serde_json::Value::as_f64)
+                .collect::<Vec<_>>()
+        }) {
+            Some(v) if v.len() == 2 => Ok((v[0], v[1])),
+            _ => anyhow::bail!("{}: no [input, output] price for `{m}`", prices.display()),
+        }
+    };
+    let costs = triage::classify::outcomes::costs(&rows, &[price(&models[0])?, price(&models[1])?]);
+    let texts: Vec<&str> = rows.iter().map(|r| r.prompt.as_str()).collect();
+    let features = embed_all(embedder, cache, &texts)?;
+    Ok(LoadedOutcomes {
+        data: format!("{} (sha256 {})", path.display(), sha256_files(&[path])?),
+        models: models.to_vec(),
+        rows,
+        features,
+        costs,
+    })
+}
+
+/// The cross-fitted outcome figures, as `train` and `retrain` print them.
+pub fn render_outcome_report(r: &triage::classify::outcome_head::OutcomeReport) -> String {
+    let row = |name: &str,
+               s: &triage::classify::outcomes::CurveSummary,
+               t: &triage::classify::outcomes::CurveSummary| {
+        format!(
+            "{name:<10} {:>7} {:>7.3} {:>7.3} {:>8.3} {:>12.3} {:>12.3}\n",
+            s.requests, s.apgr, s.lift, s.oracle_apgr, t.apgr, t.lift
+        )
+    };
+    let mut out = format!(
+        "{:<10} {:>7} {:>7} {:>7} {:>8} {:>12} {:>12}\n",
+        "outcomes", "prompts", "APGR", "lift", "oracle", "tier APGR", "tier lift"
+    );
+    out.push_str(&row("all", &r.overall, &r.overall_tier_only));
+    for (b, s, t) in &r.benchmarks {
+        out.push_str(&row(b, s, t));
+    }
+    let p = &r.taxonomy_point;
+    out.push_str(&format!(
+        "(cross-fitted over 5 folds; \"tier\" ranks by the expected tier alone)\n\
+         the task-type decision alone keeps {:.1}% of the stronger model's quality with {:.1}% strong calls ({:.1}% of its cost)\n",
+        p.quality_share * 100.0,
+        p.strong_share * 100.0,
+        p.cost_share * 100.0
+    ));
+    out
 }
 
 #[derive(Args, Debug)]
 pub struct EvalArgs {
-    /// Labeled JSONL file.
-    pub file: PathBuf,
+    /// Labeled JSONL file (text, tier): accuracy and the confusion matrix.
+    #[arg(required_unless_present = "outcomes", conflicts_with = "outcomes")]
+    pub file: Option<PathBuf>,
+    /// Outcome JSONL (prompts with each model's measured score): quality and cost of
+    /// the routed decisions and the cost/quality curve of the head's ranking.
+    #[arg(long, requires = "models")]
+    pub outcomes: Option<PathBuf>,
+    /// With --outcomes: two or three model names as they appear in the file,
+    /// cheapest first.
+    #[arg(long, value_delimiter = ',')]
+    pub models: Vec<String>,
+    /// With --outcomes: a model's price, MODEL=INPUT:OUTPUT in USD per 1M tokens
+    /// (else the ledger's price table). Repeatable.
+    #[arg(long)]
+    pub price: Vec<String>,
+    /// With --outcomes: draw the curve (router, random, oracle) as SVG.
+    #[arg(long)]
+    pub plot: Option<PathBuf>,
     /// Machine-readable output.
     #[arg(long)]
     pub json: bool,
@@ -100,6 +238,11 @@ pub fn embed_all(
                 .ok_or_else(|| anyhow::anyhow!("embedding missing after embedding pass"))
         })
         .collect()
+}
+
+/// Borrowed views of owned strings.
+pub fn refs(v: &[String]) -> Vec<&str> {
+    v.iter().map(String::as_str).collect()
 }
 
 fn labels_of(
@@ -158,8 +301,9 @@ pub fn run_train(g: &super::Global, a: TrainArgs) -> anyhow::Result<ExitCode> {
         embedder.features_dim(),
     );
     let cached_before = cache.len();
-    let train_texts: Vec<&str> = train.iter().map(|e| e.text.as_str()).collect();
-    let val_texts: Vec<&str> = val.iter().map(|e| e.text.as_str()).collect();
+    let train_texts: Vec<String> = train.iter().map(LabeledExample::routed).collect();
+    let val_texts: Vec<String> = val.iter().map(LabeledExample::routed).collect();
+    let (train_texts, val_texts) = (refs(&train_texts), refs(&val_texts));
     let t0 = std::time::Instant::now();
     let tx = embed_all(&embedder, &mut cache, &train_texts)?;
     let vx = embed_all(&embedder, &mut cache, &val_texts)?;
@@ -180,6 +324,8 @@ pub fn run_train(g: &super::Global, a: TrainArgs) -> anyhow::Result<ExitCode> {
         validation_examples: val.len(),
         metrics: serde_json::Value::Null,
         created: now_rfc3339(),
+        temperature: None,
+        outcome: None,
     };
     let opts = TrainOptions {
         max_epochs: a.max_epochs,
@@ -193,21 +339,54 @@ pub fn run_train(g: &super::Global, a: TrainArgs) -> anyhow::Result<ExitCode> {
         pb.set_message(format!("loss {tl:.3}/{vl:.3}"));
     })?;
     pb.finish_and_clear();
-    // Routed metrics: the head plus the policy, as serve applies it.
-    let (head, routed) = triage::classify::with_routed_validation(head, &vx, &vy, &cfg.router)?;
+    let outcomes = if a.no_outcomes {
+        None
+    } else {
+        Some(load_outcomes(
+            &a.outcomes,
+            &a.outcome_models,
+            &a.outcome_prices,
+            &embedder,
+            &mut cache,
+        )?)
+    };
+    let outcome_opts = triage::classify::outcome_head::OutcomeOptions {
+        blend: a.blend,
+        l2: a.outcome_l2,
+        ..Default::default()
+    };
+    let data = outcomes.as_ref().map(|o| o.data(&[], 1.0));
+    let (head, fin) = triage::classify::finish::finish_head(
+        head,
+        &vx,
+        &vy,
+        &tx,
+        data.as_ref().map(|d| (d, &outcome_opts)),
+        &cfg.router,
+    )?;
     let out = a.out.clone().unwrap_or_else(|| head_path(&cfg));
     head.save(&out)?;
     println!(
         "stopped after {} epochs (best {}), train loss {:.4}, validation loss {:.4}",
         report.epochs_run, report.best_epoch, report.train_loss, report.val_loss
     );
-    println!("\nvalidation, head argmax:\n{}", report.val.render());
+    println!("\nvalidation, head argmax:\n{}", fin.argmax.render());
     println!(
         "validation, routed (min_confidence {}, top_tier_guard {}):\n{}",
         cfg.router.min_confidence,
         cfg.router.top_tier_guard,
-        routed.render()
+        fin.routed.render()
     );
+    println!(
+        "temperature {:.2}; before it, {}after it,  {}routed decisions, {}",
+        fin.temperature,
+        fin.calibration_before.render(),
+        fin.calibration.render(),
+        fin.routed_calibration.render()
+    );
+    if let Some(r) = &fin.outcome {
+        println!("{}", render_outcome_report(r));
+    }
     println!(
         "wrote {} and {}",
         out.display(),
@@ -217,19 +396,26 @@ pub fn run_train(g: &super::Global, a: TrainArgs) -> anyhow::Result<ExitCode> {
 }
 
 pub fn run_eval(g: &super::Global, a: EvalArgs) -> anyhow::Result<ExitCode> {
+    if let Some(path) = &a.outcomes {
+        return super::outcomes::run(g, &a, path);
+    }
+    let Some(file) = a.file.clone() else {
+        anyhow::bail!("give a labeled JSONL file, or --outcomes FILE --models CHEAP,STRONG");
+    };
     let cfg = super::load_config(g)?;
-    let examples = read_examples(&a.file)?;
+    let examples = read_examples(&file)?;
     let embedder = Embedder::load(&embed_options(&cfg)?)?;
     let (head, _) = load_head(&cfg, &embedder)?;
     let labels = head.labels().to_vec();
-    let truth = labels_of(&examples, &labels, &a.file)?;
+    let truth = labels_of(&examples, &labels, &file)?;
     let mut cache = EmbeddingCache::open(
         &super::data_dir(g, &cfg).join("embed-cache"),
         embedder.weights_sha256(),
         embedder.max_tokens(),
         embedder.features_dim(),
     );
-    let texts: Vec<&str> = examples.iter().map(|e| e.text.as_str()).collect();
+    let texts: Vec<String> = examples.iter().map(LabeledExample::routed).collect();
+    let texts = refs(&texts);
     let xs = embed_all(&embedder, &mut cache, &texts)?;
     let preds: Vec<_> = xs.iter().map(|x| head.predict(x)).collect();
     let argmax: Vec<usize> = preds.iter().map(|p| p.tier).collect();
@@ -243,7 +429,7 @@ pub fn run_eval(g: &super::Global, a: EvalArgs) -> anyhow::Result<ExitCode> {
         println!(
             "{}",
             serde_json::json!({
-                "file": a.file,
+                "file": file,
                 "head": head_report,
                 "routed": routed_report,
                 "min_confidence": cfg.router.min_confidence,
@@ -251,11 +437,7 @@ pub fn run_eval(g: &super::Global, a: EvalArgs) -> anyhow::Result<ExitCode> {
             })
         );
     } else {
-        println!(
-            "{}: head argmax\n{}",
-            a.file.display(),
-            head_report.render()
-        );
+        println!("{}: head argmax\n{}", file.display(), head_report.render());
         println!(
             "routed (min_confidence {}, top_tier_guard {})\n{}",
             cfg.router.min_confidence,

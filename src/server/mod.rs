@@ -387,6 +387,7 @@ fn decision_headers(
         Some(d) => {
             set_header(h, "x-triage-tier", &d.tier);
             set_header(h, "x-triage-confidence", &format!("{:.4}", d.confidence));
+            set_header(h, "x-triage-strength", &format!("{:.4}", d.strength));
         }
         None => set_header(h, "x-triage-tier", "passthrough"),
     }
@@ -532,6 +533,9 @@ async fn route(
             "confidence": d.map(|d| crate::classify::round4(d.confidence)),
             "probs": d.map(|d| d.probs_json()),
             "raised": d.map(|d| d.raised),
+            "strength": d.map(|d| crate::classify::round4(d.strength)),
+            "raised_by_quality_target": d.map(|d| d.by_quality),
+            "quality_target": live.cfg.router.quality_target,
             "sticky": routing.sticky,
             "model": model,
             "models": routing.models,
