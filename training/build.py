@@ -15,7 +15,7 @@ HERE = os.path.dirname(os.path.abspath(__file__))
 VALIDATION_PERCENT = 20
 KINDS = {
     "SIMPLE": {"greeting", "faq", "factual"},
-    "MODERATE": {"summarization", "translation", "analysis"},
+    "MODERATE": {"summarization", "translation", "analysis", "ideas", "advice", "howto", "drafting"},
     "COMPLEX": {"reasoning", "code", "creative"},
 }
 
@@ -37,11 +37,14 @@ def main():
                 continue
             r = json.loads(line)
             where = f"{os.path.basename(path)}:{n}"
-            assert set(r) == {"text", "tier", "kind", "source"}, f"{where}: fields {sorted(r)}"
+            fields = set(r) - {"context"}
+            assert fields == {"text", "tier", "kind", "source"}, f"{where}: fields {sorted(r)}"
+            assert "context" not in r or (isinstance(r["context"], str) and r["context"].strip()), \
+                f"{where}: empty context"
             assert r["tier"] in KINDS, f"{where}: tier {r['tier']}"
             assert r["kind"] in KINDS[r["tier"]], f"{where}: kind {r['kind']} not in {r['tier']}"
             assert r["text"].strip(), f"{where}: empty text"
-            key = norm(r["text"])
+            key = norm(r.get("context", "") + "\n" + r["text"])
             if key in seen:
                 dropped += 1
                 continue
@@ -49,7 +52,8 @@ def main():
             rows.append(r)
     out = {"train": [], "validation": []}
     for r in rows:
-        out[split_of(r["text"])].append(r)
+        # A follow-up shares its context's split, so a conversation never straddles it.
+        out[split_of(r.get("context") or r["text"])].append(r)
     rendered = {
         name: "".join(json.dumps(r, ensure_ascii=False) + "\n" for r in items)
         for name, items in out.items()
