@@ -1,82 +1,24 @@
-//! Prompt compression: long histories keep their system messages and last turns;
-//! older turns become one `Previous conversation summary: …` system message written
+//! Prompt compression: long histories keep their system prompt and last turns;
+//! older turns become one `Previous conversation summary: …` system block written
 //! by a cheap model. Summaries are cached by a hash of the summarized prefix and
 //! extended incrementally. A tool call and its results stay together, no message is
-//! cut, and a failed summary never fails the request.
+//! cut, and a failed summary never fails the request. Works on the canonical
+//! request, whatever protocol it came in.
 
 pub mod audit;
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::HashMap;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use parking_lot::Mutex;
-use serde::{Deserialize, Serialize};
-use serde_json::{json, Value};
+use serde::Serialize;
 use sha2::{Digest, Sha256};
 
-use crate::pipeline::content_text;
+use crate::canonical::{text_of, Block, Message, Protocol, Request, Role, ToolChoice};
 use crate::upstream::{ForwardBody, Upstreams, Usage};
 
-/// What to send when no summary can be had.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, Serialize, Default)]
-#[serde(rename_all = "lowercase")]
-pub enum OnFailure {
-    /// Drop the older turns without a summary.
-    #[default]
-    Trim,
-    /// Send the request as it came.
-    None,
-}
-
-#[derive(Debug, Clone, Deserialize, Serialize)]
-#[serde(deny_unknown_fields, default)]
-pub struct CompressConfig {
-    pub enabled: bool,
-    /// History (all messages) above this many tokens is compressed.
-    pub max_history_tokens: usize,
-    /// Turns kept verbatim at the end (a turn: a user message, or an assistant
-    /// message with the tool results that answer its calls).
-    pub keep_last_turns: usize,
-    /// Model (a `[[models]]` name) that writes summaries.
-    pub summarizer_model: Option<String>,
-    pub summary_max_tokens: u32,
-    /// Seconds a summary may take before the fallback is used.
-    pub summary_timeout_secs: f64,
-    /// Without a cached summary, send this turn plainly trimmed and summarize in
-    /// the background (true), or wait for the summary (false).
-    pub background: bool,
-    pub on_failure: OnFailure,
-    /// Summaries remembered.
-    pub cache_entries: usize,
-    /// Per-endpoint overrides.
-    pub endpoints: BTreeMap<String, EndpointCompress>,
-}
-
-#[derive(Debug, Clone, Deserialize, Serialize, Default)]
-#[serde(deny_unknown_fields)]
-pub struct EndpointCompress {
-    pub enabled: Option<bool>,
-    pub max_history_tokens: Option<usize>,
-    pub keep_last_turns: Option<usize>,
-}
-
-impl Default for CompressConfig {
-    fn default() -> Self {
-        Self {
-            enabled: false,
-            max_history_tokens: 6000,
-            keep_last_turns: 6,
-            summarizer_model: None,
-            summary_max_tokens: 400,
-            summary_timeout_secs: 20.0,
-            background: true,
-            on_failure: OnFailure::Trim,
-            cache_entries: 10_000,
-            endpoints: BTreeMap::new(),
-        }
-    }
-}
+pub use crate::config::{CompressConfig, EndpointCompress, OnFailure};
 
 /// Tokens of a text for a model family: tiktoken's encodings for OpenAI models
 /// (o200k_base for the GPT-4o/4.1/5 and o-series, cl100k_base for older ones);
@@ -102,67 +44,85 @@ pub fn count_text_tokens(model: &str, text: &str) -> usize {
     by_chars.max(text.split_whitespace().count())
 }
 
-/// Tokens of a message list (content, tool calls, and ~4 tokens of framing each).
-pub fn count_tokens(model: &str, messages: &[Value]) -> usize {
+/// Tokens of messages (text, tool calls and results, ~4 tokens of framing each).
+pub fn count_tokens(model: &str, messages: &[Message]) -> usize {
     messages
         .iter()
         .map(|m| {
-            let mut n = 4 + count_text_tokens(
-                model,
-                &content_text(m.get("content").unwrap_or(&Value::Null)),
-            );
-            if let Some(calls) = m.get("tool_calls") {
-                n += count_text_tokens(model, &calls.to_string());
+            let mut n = 4 + count_text_tokens(model, &m.text());
+            for (_, name, input) in m.tool_uses() {
+                n += count_text_tokens(model, name) + count_text_tokens(model, &input.to_string());
             }
             n
         })
         .sum()
 }
 
-fn role(m: &Value) -> &str {
-    m.get("role").and_then(Value::as_str).unwrap_or("")
+/// Tokens of the system prompt and the messages.
+pub fn count_request_tokens(model: &str, req: &Request) -> usize {
+    let system = if req.system.is_empty() {
+        0
+    } else {
+        4 + count_text_tokens(model, &text_of(&req.system))
+    };
+    system + count_tokens(model, &req.messages)
 }
 
-/// Splits non-system messages into turns that are never separated: a tool result
-/// belongs to the assistant message whose call it answers.
-fn turns(messages: &[Value]) -> Vec<Vec<Value>> {
-    let mut out: Vec<Vec<Value>> = Vec::new();
+/// Splits messages into turns that are never separated: tool results belong to
+/// the assistant message whose calls they answer.
+fn turns(messages: &[Message]) -> Vec<Vec<Message>> {
+    let mut out: Vec<Vec<Message>> = Vec::new();
     for m in messages {
-        match role(m) {
-            "tool" | "function" if !out.is_empty() => {
-                if let Some(last) = out.last_mut() {
-                    last.push(m.clone());
-                }
-            }
+        match out.last_mut() {
+            Some(last) if m.is_tool_result() => last.push(m.clone()),
             _ => out.push(vec![m.clone()]),
         }
     }
     out
 }
 
+/// What a message says, for hashing: role, text and tool calls.
+fn fingerprint(m: &Message, h: &mut Sha256) {
+    h.update(m.role.name().as_bytes());
+    h.update([0]);
+    h.update(m.text().as_bytes());
+    for (id, name, input) in m.tool_uses() {
+        h.update([1]);
+        h.update(id.as_bytes());
+        h.update(name.as_bytes());
+        h.update(input.to_string().as_bytes());
+    }
+    h.update([2]);
+}
+
 /// Hashes of every prefix of `turns` (at turn boundaries).
-fn prefix_hashes(turns: &[Vec<Value>]) -> Vec<[u8; 32]> {
+fn prefix_hashes(turns: &[Vec<Message>]) -> Vec<[u8; 32]> {
     let mut h = [0u8; 32];
     turns
         .iter()
         .map(|t| {
             let mut d = Sha256::new();
             d.update(h);
-            d.update(Value::Array(t.clone()).to_string().as_bytes());
+            for m in t {
+                fingerprint(m, &mut d);
+            }
             h = d.finalize().into();
             h
         })
         .collect()
 }
 
-fn transcript(turns: &[Vec<Value>]) -> String {
+fn transcript(turns: &[Vec<Message>]) -> String {
     let mut s = String::new();
     for t in turns {
         for m in t {
-            let text = content_text(m.get("content").unwrap_or(&Value::Null));
-            s.push_str(&format!("{}: {}\n", role(m), text));
-            if let Some(calls) = m.get("tool_calls") {
-                s.push_str(&format!("(tool calls: {calls})\n"));
+            s.push_str(&format!("{}: {}\n", m.role.name(), m.text()));
+            let calls: Vec<String> = m
+                .tool_uses()
+                .map(|(_, name, input)| format!("{name}({input})"))
+                .collect();
+            if !calls.is_empty() {
+                s.push_str(&format!("(tool calls: {})\n", calls.join(", ")));
             }
         }
     }
@@ -227,20 +187,17 @@ impl Compressor {
         )
     }
 
-    /// Compresses `request`'s messages in place when over budget. `model` is the
-    /// model the request goes to (token counting).
+    /// Compresses `request`'s history in place when over budget. `model` is the
+    /// id the request's model is known by upstream (token counting).
     pub async fn compress(
         self: &Arc<Self>,
-        request: &mut Value,
+        request: &mut Request,
         model: &str,
         endpoint: &str,
-        live: Arc<crate::pipeline::Live>,
+        upstreams: Arc<Upstreams>,
     ) -> Compression {
         let (enabled, budget, keep) = self.settings(endpoint);
-        let Some(messages) = request.get("messages").and_then(Value::as_array).cloned() else {
-            return Compression::default();
-        };
-        let before = count_tokens(model, &messages);
+        let before = count_request_tokens(model, request);
         let none = Compression {
             tokens_before: before,
             tokens_after: before,
@@ -250,11 +207,7 @@ impl Compressor {
         if !enabled || before <= budget {
             return none;
         }
-        let (system, rest): (Vec<Value>, Vec<Value>) = messages
-            .iter()
-            .cloned()
-            .partition(|m| matches!(role(m), "system" | "developer"));
-        let all = turns(&rest);
+        let all = turns(&request.messages);
         if all.len() <= keep {
             return none;
         }
@@ -271,17 +224,17 @@ impl Compressor {
                 if self.cfg.background {
                     let this = self.clone();
                     let older = older.to_vec();
-                    let live = live.clone();
+                    let upstreams = upstreams.clone();
                     let claimed = self.pending.lock().insert(full);
                     if claimed {
                         tokio::spawn(async move {
-                            let _ = this.summarize(&older, &hashes, &live).await;
+                            let _ = this.summarize(&older, &hashes, &upstreams).await;
                             this.pending.lock().remove(&full);
                         });
                     }
                     None
                 } else {
-                    match self.summarize(older, &hashes, &live).await {
+                    match self.summarize(older, &hashes, &upstreams).await {
                         Ok((s, u)) => {
                             usage = u;
                             Some(s)
@@ -294,10 +247,11 @@ impl Compressor {
                 }
             }
         };
-        let mut out = system;
         let mode = match summary {
             Some(s) => {
-                out.push(json!({"role": "system", "content": format!("Previous conversation summary: {s}")}));
+                request
+                    .system
+                    .push(Block::text(format!("Previous conversation summary: {s}")));
                 "summary"
             }
             None if self.cfg.on_failure == OnFailure::Trim => "trimmed",
@@ -308,9 +262,9 @@ impl Compressor {
                 }
             }
         };
-        out.extend(kept.iter().flatten().cloned());
-        let after = count_tokens(model, &out);
-        request["messages"] = Value::Array(out);
+        request.messages = kept.iter().flatten().cloned().collect();
+        request.messages_changed = true;
+        let after = count_request_tokens(model, request);
         Compression {
             tokens_before: before,
             tokens_after: after,
@@ -322,9 +276,9 @@ impl Compressor {
     /// Summarizes `older`, starting from the longest prefix already summarized.
     async fn summarize(
         &self,
-        older: &[Vec<Value>],
+        older: &[Vec<Message>],
         hashes: &[[u8; 32]],
-        live: &crate::pipeline::Live,
+        upstreams: &Upstreams,
     ) -> Result<(String, Option<(String, Usage)>), String> {
         let model = self
             .cfg
@@ -345,25 +299,41 @@ impl Compressor {
             ),
             None => transcript(older),
         };
-        let request = json!({
-            "model": model,
-            "messages": [
-                {"role": "system", "content": SUMMARY_PROMPT},
-                {"role": "user", "content": input},
-            ],
-            "max_tokens": self.cfg.summary_max_tokens,
-            "temperature": 0,
-        });
+        let request = Request {
+            protocol: Protocol::OpenAiChat,
+            model: model.clone(),
+            system: vec![Block::text(SUMMARY_PROMPT)],
+            messages: vec![Message::new(Role::User, vec![Block::text(input)])],
+            tools: Vec::new(),
+            tool_choice: ToolChoice::Auto,
+            parallel_tool_calls: None,
+            max_tokens: Some(u64::from(self.cfg.summary_max_tokens)),
+            temperature: Some(0.0),
+            top_p: None,
+            stop: Vec::new(),
+            n: None,
+            stream: false,
+            include_usage: false,
+            user: None,
+            extra: Default::default(),
+            messages_changed: true,
+            forward_headers: Vec::new(),
+            raw: serde_json::Value::Null,
+        };
         self.summarizer_calls
             .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
         let deadline = Instant::now() + Duration::from_secs_f64(self.cfg.summary_timeout_secs);
         let fwd = tokio::time::timeout(
             Duration::from_secs_f64(self.cfg.summary_timeout_secs),
-            forward_summary(&live.upstreams, &model, &request, deadline),
+            upstreams.forward(std::slice::from_ref(&model), &request, deadline),
         )
         .await
-        .map_err(|_| "summary timed out".to_string())??;
-        let (text, usage) = fwd;
+        .map_err(|_| "summary timed out".to_string())?
+        .map_err(|e| e.to_string())?;
+        let (text, usage) = match fwd.body {
+            ForwardBody::Json { reply, .. } => (reply.text(), reply.usage),
+            ForwardBody::Stream { .. } => return Err("the summarizer streamed".into()),
+        };
         if text.trim().is_empty() {
             return Err("the summarizer returned nothing".into());
         }
@@ -379,45 +349,45 @@ impl Compressor {
                 }),
             );
         }
-        Ok((text, usage.map(|u| (model, u))))
-    }
-}
-
-async fn forward_summary(
-    upstreams: &Upstreams,
-    model: &str,
-    request: &Value,
-    deadline: Instant,
-) -> Result<(String, Option<Usage>), String> {
-    let fwd = upstreams
-        .forward(&[model.to_string()], request, false, false, deadline)
-        .await
-        .map_err(|e| e.to_string())?;
-    match fwd.body {
-        ForwardBody::Json { body, usage } => {
-            let v: Value = serde_json::from_slice(&body).map_err(|e| e.to_string())?;
-            let text = v
-                .pointer("/choices/0/message/content")
-                .map(content_text)
-                .unwrap_or_default();
-            Ok((text, usage))
-        }
-        ForwardBody::Stream { .. } => Err("the summarizer streamed".into()),
+        Ok((text, Some((model, usage))))
     }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+    use serde_json::json;
+
+    fn user(t: &str) -> Message {
+        Message::new(Role::User, vec![Block::text(t)])
+    }
 
     #[test]
     fn tool_results_stay_with_their_call() {
+        let call = Message::new(
+            Role::Assistant,
+            vec![Block::ToolUse {
+                id: "1".into(),
+                name: "weather".into(),
+                input: json!({}),
+            }],
+        );
+        let result = |id: &str, t: &str| {
+            Message::new(
+                Role::Tool,
+                vec![Block::ToolResult {
+                    tool_use_id: id.into(),
+                    content: vec![Block::text(t)],
+                    is_error: false,
+                }],
+            )
+        };
         let msgs = vec![
-            json!({"role": "user", "content": "weather?"}),
-            json!({"role": "assistant", "content": null, "tool_calls": [{"id": "1"}]}),
-            json!({"role": "tool", "tool_call_id": "1", "content": "18C"}),
-            json!({"role": "tool", "tool_call_id": "2", "content": "rain"}),
-            json!({"role": "assistant", "content": "18C and rain"}),
+            user("weather?"),
+            call,
+            result("1", "18C"),
+            result("2", "rain"),
+            Message::new(Role::Assistant, vec![Block::text("18C and rain")]),
         ];
         let t = turns(&msgs);
         assert_eq!(t.len(), 3);
@@ -431,15 +401,15 @@ mod tests {
         assert_eq!(count_text_tokens("gpt-3.5-turbo", text), 10);
         // Estimate for other families: max(chars / 4, words).
         assert_eq!(count_text_tokens("claude-sonnet-4-5", text), 11);
-        assert!(count_tokens("gpt-4o", &[json!({"role": "user", "content": text})]) >= 14);
+        assert!(count_tokens("gpt-4o", &[user(text)]) >= 14);
     }
 
     #[test]
     fn prefix_hashes_extend() {
         let t = turns(&[
-            json!({"role": "user", "content": "a"}),
-            json!({"role": "assistant", "content": "b"}),
-            json!({"role": "user", "content": "c"}),
+            user("a"),
+            Message::new(Role::Assistant, vec![Block::text("b")]),
+            user("c"),
         ]);
         let h2 = prefix_hashes(&t[..2]);
         let h3 = prefix_hashes(&t);

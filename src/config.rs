@@ -2,6 +2,9 @@
 //!
 //! Every section rejects unknown keys. Errors name the file and the offending key.
 //! Secrets never live in the file: only the *names* of environment variables do.
+//!
+//! This module sits at the bottom of the crate: it imports nothing of triage's, and
+//! every section's types live here (the modules that act on them re-export them).
 
 use std::collections::{BTreeMap, HashSet};
 use std::path::{Path, PathBuf};
@@ -11,6 +14,11 @@ use serde::{Deserialize, Serialize};
 /// Tier names the default head is trained with; the head's metadata is the source of truth
 /// at run time, this list only seeds the built-in routing table.
 pub const DEFAULT_TIERS: [&str; 3] = ["SIMPLE", "MODERATE", "COMPLEX"];
+
+pub const DEFAULT_MODEL_DIR: &str = "models/all-MiniLM-L6-v2";
+
+/// Where `triage train` writes the head and where serve/route look for it.
+pub const DEFAULT_HEAD_PATH: &str = "models/tier-head.safetensors";
 
 #[derive(Debug, thiserror::Error)]
 pub enum ConfigError {
@@ -38,14 +46,14 @@ pub struct Config {
     pub upstreams: Vec<UpstreamConfig>,
     pub models: Vec<ModelConfig>,
     pub cache: CacheConfig,
-    pub compress: crate::compress::CompressConfig,
+    pub compress: CompressConfig,
     pub ledger: LedgerConfig,
     /// Hourly/daily USD budgets, global or per endpoint.
-    pub budgets: Vec<crate::ledger::budget::BudgetConfig>,
+    pub budgets: Vec<BudgetConfig>,
     /// Where budget alerts go.
-    pub alerts: crate::ledger::budget::AlertConfig,
+    pub alerts: AlertConfig,
     /// Price overrides and additions, USD per 1M tokens, by model name.
-    pub prices: std::collections::HashMap<String, crate::ledger::Price>,
+    pub prices: std::collections::HashMap<String, Price>,
     /// Where serve/report/retrain keep their state (decision log, cache snapshot).
     pub data_dir: Option<PathBuf>,
     /// Directory the config file was read from; relative paths resolve against it.
@@ -117,20 +125,20 @@ pub struct EmbedConfig {
     pub memo_entries: usize,
     /// Forward pass: `auto`, `candle`, `fast-f32` or `fast-bf16` (see docs/benchmarks.md
     /// for the speed and accuracy of each).
-    pub engine: crate::embed::EngineChoice,
+    pub engine: EngineChoice,
 }
 
 impl Default for EmbedConfig {
     fn default() -> Self {
         Self {
-            model: crate::embed::DEFAULT_MODEL_DIR.into(),
+            model: DEFAULT_MODEL_DIR.into(),
             device: "cpu".into(),
             max_tokens: 256,
             max_batch: 32,
             queue_capacity: 1024,
             workers: 1,
             memo_entries: 1024,
-            engine: crate::embed::EngineChoice::Auto,
+            engine: EngineChoice::Auto,
         }
     }
 }
@@ -169,7 +177,7 @@ impl Default for RouterConfig {
         .map(|(t, m)| (t.to_string(), vec![m.to_string()]))
         .collect();
         Self {
-            head: crate::classify::DEFAULT_HEAD_PATH.into(),
+            head: DEFAULT_HEAD_PATH.into(),
             tiers,
             min_confidence: 0.5,
             top_tier_guard: 0.2,
@@ -409,7 +417,7 @@ impl Config {
         if self.embed.workers == 0 {
             return Err(bad("embed.workers", "must be at least 1".into()));
         }
-        crate::embed::parse_device(&self.embed.device).map_err(|e| bad("embed.device", e))?;
+        parse_device(&self.embed.device).map_err(|e| bad("embed.device", e))?;
         if let Some(q) = self.router.quality_target {
             if !(q > 0.0 && q <= 1.0) {
                 return Err(bad(
@@ -638,6 +646,174 @@ pub fn endpoint_covers(name: &str, endpoint: &str) -> bool {
 fn describe_toml_error(e: &toml::de::Error) -> String {
     // toml's message already names the unknown/missing key and the line.
     e.to_string().trim().replace('\n', " ")
+}
+
+/// Where to run inference.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum DeviceSpec {
+    Cpu,
+    Cuda(usize),
+    Metal(usize),
+}
+
+pub fn parse_device(s: &str) -> Result<DeviceSpec, String> {
+    let s = s.trim().to_ascii_lowercase();
+    let (kind, ordinal) = match s.split_once(':') {
+        Some((k, n)) => (
+            k.to_string(),
+            n.parse::<usize>()
+                .map_err(|_| format!("`{s}`: device ordinal must be a number"))?,
+        ),
+        None => (s.clone(), 0),
+    };
+    match kind.as_str() {
+        "cpu" => Ok(DeviceSpec::Cpu),
+        "cuda" | "gpu" => Ok(DeviceSpec::Cuda(ordinal)),
+        "metal" => Ok(DeviceSpec::Metal(ordinal)),
+        _ => Err(format!("`{s}`: expected cpu, cuda, cuda:N or metal")),
+    }
+}
+
+/// Which code runs the forward pass.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, Default)]
+#[serde(rename_all = "kebab-case")]
+pub enum EngineChoice {
+    /// `fast-bf16` where the CPU has AVX512-BF16, else `fast-f32` where it has
+    /// AVX-512, else `candle`; always `candle` on a GPU.
+    #[default]
+    Auto,
+    /// candle's tensor ops, one per step (any device).
+    Candle,
+    /// The fused AVX-512 encoder in f32: candle's results, faster.
+    FastF32,
+    /// The fused encoder with bf16 matrix multiplies: fastest, cosine ≥ 0.999.
+    FastBf16,
+}
+
+impl EngineChoice {
+    pub fn name(self) -> &'static str {
+        match self {
+            EngineChoice::Auto => "auto",
+            EngineChoice::Candle => "candle",
+            EngineChoice::FastF32 => "fast-f32",
+            EngineChoice::FastBf16 => "fast-bf16",
+        }
+    }
+}
+
+/// What to send when no summary can be had.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, Serialize, Default)]
+#[serde(rename_all = "lowercase")]
+pub enum OnFailure {
+    /// Drop the older turns without a summary.
+    #[default]
+    Trim,
+    /// Send the request as it came.
+    None,
+}
+
+#[derive(Debug, Clone, Deserialize, Serialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct CompressConfig {
+    pub enabled: bool,
+    /// History (all messages) above this many tokens is compressed.
+    pub max_history_tokens: usize,
+    /// Turns kept verbatim at the end (a turn: a user message, or an assistant
+    /// message with the tool results that answer its calls).
+    pub keep_last_turns: usize,
+    /// Model (a `[[models]]` name) that writes summaries.
+    pub summarizer_model: Option<String>,
+    pub summary_max_tokens: u32,
+    /// Seconds a summary may take before the fallback is used.
+    pub summary_timeout_secs: f64,
+    /// Without a cached summary, send this turn plainly trimmed and summarize in
+    /// the background (true), or wait for the summary (false).
+    pub background: bool,
+    pub on_failure: OnFailure,
+    /// Summaries remembered.
+    pub cache_entries: usize,
+    /// Per-endpoint overrides.
+    pub endpoints: BTreeMap<String, EndpointCompress>,
+}
+
+#[derive(Debug, Clone, Deserialize, Serialize, Default)]
+#[serde(deny_unknown_fields)]
+pub struct EndpointCompress {
+    pub enabled: Option<bool>,
+    pub max_history_tokens: Option<usize>,
+    pub keep_last_turns: Option<usize>,
+}
+
+impl Default for CompressConfig {
+    fn default() -> Self {
+        Self {
+            enabled: false,
+            max_history_tokens: 6000,
+            keep_last_turns: 6,
+            summarizer_model: None,
+            summary_max_tokens: 400,
+            summary_timeout_secs: 20.0,
+            background: true,
+            on_failure: OnFailure::Trim,
+            cache_entries: 10_000,
+            endpoints: BTreeMap::new(),
+        }
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Window {
+    Hour,
+    Day,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, Serialize, Default)]
+#[serde(rename_all = "lowercase")]
+pub enum Enforcement {
+    #[default]
+    Alert,
+    Downgrade,
+    Reject,
+}
+
+#[derive(Debug, Clone, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct BudgetConfig {
+    pub window: Window,
+    pub usd: f64,
+    /// Absent: the budget covers all endpoints together.
+    #[serde(default)]
+    pub endpoint: Option<String>,
+    /// Shares of the budget that raise an alert.
+    #[serde(default = "default_thresholds")]
+    pub thresholds: Vec<f64>,
+    #[serde(default)]
+    pub enforcement: Enforcement,
+}
+
+fn default_thresholds() -> Vec<f64> {
+    vec![0.8, 1.0]
+}
+
+#[derive(Debug, Clone, Deserialize, Serialize, Default)]
+#[serde(deny_unknown_fields, default)]
+pub struct AlertConfig {
+    /// POSTed a JSON body for every alert.
+    pub webhook_url: Option<String>,
+    /// Attempts per alert before it is given up (with backoff).
+    pub webhook_attempts: Option<u32>,
+}
+
+/// USD per one million tokens.
+#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Price {
+    pub input: f64,
+    /// Prompt tokens served from the provider's prompt cache (defaults to `input`).
+    #[serde(default)]
+    pub cached_input: Option<f64>,
+    pub output: f64,
 }
 
 #[cfg(test)]

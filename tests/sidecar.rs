@@ -642,22 +642,31 @@ async fn conversations_never_move_down_a_tier() {
         "another conversation"
     );
 
-    // By history: the second turn carries the first answer.
-    let r = send(chat(COMPLEX_TEXT), None).await;
+    // By history: a conversation is its opening and first answer. A greeting, then a
+    // hard question raises it; a later "thanks!" whose previous turn is the greeting
+    // would route SIMPLE on its own text and context, but stays COMPLEX.
+    let r = send(chat("hi"), None).await;
     let answer: Value = r.json().await.unwrap();
     let first_answer = answer["choices"][0]["message"]["content"].clone();
     let turn2 = json!({"model": "auto", "messages": [
-        {"role": "user", "content": COMPLEX_TEXT},
+        {"role": "user", "content": "hi"},
+        {"role": "assistant", "content": first_answer},
+        {"role": "user", "content": COMPLEX_TEXT}
+    ]});
+    let r = send(turn2, None).await;
+    assert_eq!(header(&r, "x-triage-tier"), "COMPLEX");
+    // The whole conversation is forwarded.
+    assert_eq!(fake.last_request()["messages"].as_array().unwrap().len(), 3);
+    let turn3 = json!({"model": "auto", "messages": [
+        {"role": "user", "content": "hi"},
         {"role": "assistant", "content": first_answer},
         {"role": "user", "content": "thanks!"}
     ]});
-    let r = send(turn2, None).await;
+    let r = send(turn3, None).await;
     assert_eq!(header(&r, "x-triage-tier"), "COMPLEX", "sticky by history");
-    // The whole conversation is forwarded.
-    assert_eq!(fake.last_request()["messages"].as_array().unwrap().len(), 3);
     // Same opening, different first answer: another conversation.
     let other = json!({"model": "auto", "messages": [
-        {"role": "user", "content": COMPLEX_TEXT},
+        {"role": "user", "content": "hi"},
         {"role": "assistant", "content": "something else"},
         {"role": "user", "content": "thanks!"}
     ]});

@@ -20,8 +20,7 @@ use std::path::{Path, PathBuf};
 use candle_core::{Device, Tensor};
 use serde::{Deserialize, Serialize};
 
-/// Where `triage train` writes the head and where serve/route look for it.
-pub const DEFAULT_HEAD_PATH: &str = "models/tier-head.safetensors";
+pub use crate::config::DEFAULT_HEAD_PATH;
 
 #[derive(Debug, thiserror::Error)]
 pub enum ClassifyError {
@@ -92,9 +91,9 @@ pub struct OutcomeMeta {
 /// One point of the cost/quality trade-off `router.quality_target` chooses from.
 #[derive(Debug, Clone, Copy, Serialize, Deserialize, PartialEq)]
 pub struct OperatingPoint {
-    /// Requests at or above this strength go to the top tier (infinite: none
-    /// beyond the taxonomy's own).
-    pub threshold: f32,
+    /// Requests at or above this strength go to the top tier (None: none beyond
+    /// the taxonomy's own).
+    pub threshold: Option<f32>,
     /// Mean quality as a share of the all-strong quality.
     pub quality_share: f64,
     /// Share of requests sent to the stronger model.
@@ -560,7 +559,10 @@ pub fn decide(
     // goes to the top tier.
     let top = labels.len().saturating_sub(1);
     let point = router.quality_target.and_then(|t| head.operating_point(t));
-    let by_quality = idx < top && point.is_some_and(|p| pred.strength >= p.threshold);
+    let by_quality = idx < top
+        && point
+            .and_then(|p| p.threshold)
+            .is_some_and(|t| pred.strength >= t);
     if by_quality {
         idx = top;
         raised = true;
@@ -632,8 +634,12 @@ impl TierHead {
         (&self.weight, &self.bias)
     }
 
-    /// The same parameters with other metadata.
+    /// The same parameters (the outcome output's too) with other metadata.
     pub fn with_meta(&self, meta: HeadMeta) -> Result<Self, String> {
-        Self::new(self.weight.clone(), self.bias.clone(), meta)
+        let head = Self::new(self.weight.clone(), self.bias.clone(), meta)?;
+        match &self.outcome {
+            Some((w, b)) if head.meta.outcome.is_some() => head.with_outcome(w.clone(), *b),
+            _ => Ok(head),
+        }
     }
 }

@@ -230,13 +230,13 @@ fn operating_points(data: &OutcomeData, s: &[f32], to_top: &[bool]) -> Vec<Opera
     sorted.sort_by(|a, b| b.total_cmp(a));
     let q_strong: f64 = data.rows.iter().map(|r| r.scores[1]).sum();
     let c_strong: f64 = data.costs.iter().map(|c| c[1]).sum();
-    let mut thresholds = vec![f32::INFINITY];
-    thresholds.extend((1..=100).map(|k| sorted[(k * n).div_ceil(100).clamp(1, n) - 1]));
+    let mut thresholds = vec![None];
+    thresholds.extend((1..=100).map(|k| Some(sorted[(k * n).div_ceil(100).clamp(1, n) - 1])));
     let mut out: Vec<OperatingPoint> = Vec::new();
     for t in thresholds {
         let (mut q, mut c, mut strong) = (0.0, 0.0, 0usize);
         for i in 0..n {
-            let m = usize::from(to_top[i] || s[i] >= t);
+            let m = usize::from(to_top[i] || t.is_some_and(|t| s[i] >= t));
             q += data.rows[i].scores[m];
             c += data.costs[i][m];
             strong += m;
@@ -285,7 +285,7 @@ mod tests {
         // The taxonomy sends the first row to the top tier; strength ranks the
         // third, then the second, then the fourth.
         let pts = operating_points(&data, &[0.9, 0.5, 0.8, 0.1], &[true, false, false, false]);
-        assert_eq!(pts[0].threshold, f32::INFINITY);
+        assert_eq!(pts[0].threshold, None);
         assert_eq!(pts[0].strong_share, 0.25);
         assert_eq!(
             pts[0].quality_share, 0.75,

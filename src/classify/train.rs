@@ -299,12 +299,18 @@ impl TierHead {
         let (w, b) = self.weights();
         let mut meta = self.meta().clone();
         meta.temperature = Some(t);
-        TierHead::new(
+        let head = TierHead::new(
             w.iter().map(|v| v / t).collect(),
             b.iter().map(|v| v / t).collect(),
             meta,
         )
-        .map_err(ClassifyError::Data)
+        .map_err(ClassifyError::Data)?;
+        match self.outcome_weights() {
+            Some((w, b)) if head.meta().outcome.is_some() => head
+                .with_outcome(w.to_vec(), b)
+                .map_err(ClassifyError::Data),
+            _ => Ok(head),
+        }
     }
 }
 

@@ -467,6 +467,7 @@ fn cost_impact(
             prompt_tokens: r.1,
             cached_tokens: r.2,
             completion_tokens: r.3,
+            cache_write_tokens: 0,
         };
         b += cost(old, x, &u);
         a += cost(new, x, &u);

@@ -176,23 +176,17 @@ fn ablate(
         let mut messages = vec![json!({"role": "system", "content": system})];
         messages.extend(msgs.iter().cloned());
         let body = json!({"model": model, "messages": messages, "temperature": 0});
+        let request = triage::wire::openai_chat::parse_request(body)
+            .map_err(|e| anyhow::anyhow!("{}: {e}", eval.display()))?;
         let fwd = rt
             .block_on(upstreams.forward(
                 &[model.to_string()],
-                &body,
-                false,
-                false,
+                &request,
                 Instant::now() + Duration::from_secs(120),
             ))
             .map_err(|e| anyhow::anyhow!("upstream: {e}"))?;
         match fwd.body {
-            ForwardBody::Json { body, .. } => {
-                let v: Value = serde_json::from_slice(&body)?;
-                Ok(v.pointer("/choices/0/message/content")
-                    .and_then(Value::as_str)
-                    .unwrap_or("")
-                    .to_string())
-            }
+            ForwardBody::Json { reply, .. } => Ok(reply.text()),
             ForwardBody::Stream { .. } => anyhow::bail!("unexpected stream"),
         }
     };

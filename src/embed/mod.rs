@@ -21,7 +21,7 @@ use sha2::{Digest, Sha256};
 use tokenizers::{PaddingParams, PaddingStrategy, Tokenizer, TruncationParams};
 
 /// The model that ships in the repository.
-pub const DEFAULT_MODEL_DIR: &str = "models/all-MiniLM-L6-v2";
+pub use crate::config::{parse_device, DeviceSpec, EngineChoice, DEFAULT_MODEL_DIR};
 /// Manifest written by `triage model import` next to the weights.
 pub const MANIFEST_FILE: &str = "triage-model.json";
 
@@ -43,32 +43,6 @@ pub enum EmbedError {
     Device(String),
     #[error("io: {0}")]
     Io(#[from] std::io::Error),
-}
-
-/// Where to run inference.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum DeviceSpec {
-    Cpu,
-    Cuda(usize),
-    Metal(usize),
-}
-
-pub fn parse_device(s: &str) -> Result<DeviceSpec, String> {
-    let s = s.trim().to_ascii_lowercase();
-    let (kind, ordinal) = match s.split_once(':') {
-        Some((k, n)) => (
-            k.to_string(),
-            n.parse::<usize>()
-                .map_err(|_| format!("`{s}`: device ordinal must be a number"))?,
-        ),
-        None => (s.clone(), 0),
-    };
-    match kind.as_str() {
-        "cpu" => Ok(DeviceSpec::Cpu),
-        "cuda" | "gpu" => Ok(DeviceSpec::Cuda(ordinal)),
-        "metal" => Ok(DeviceSpec::Metal(ordinal)),
-        _ => Err(format!("`{s}`: expected cpu, cuda, cuda:N or metal")),
-    }
 }
 
 impl DeviceSpec {
@@ -218,32 +192,7 @@ pub struct Embedding {
     pub features: Vec<f32>,
 }
 
-/// Which code runs the forward pass.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, Default)]
-#[serde(rename_all = "kebab-case")]
-pub enum EngineChoice {
-    /// `fast-bf16` where the CPU has AVX512-BF16, else `fast-f32` where it has
-    /// AVX-512, else `candle`; always `candle` on a GPU.
-    #[default]
-    Auto,
-    /// candle's tensor ops, one per step (any device).
-    Candle,
-    /// The fused AVX-512 encoder in f32: candle's results, faster.
-    FastF32,
-    /// The fused encoder with bf16 matrix multiplies: fastest, cosine ≥ 0.999.
-    FastBf16,
-}
-
 impl EngineChoice {
-    pub fn name(self) -> &'static str {
-        match self {
-            EngineChoice::Auto => "auto",
-            EngineChoice::Candle => "candle",
-            EngineChoice::FastF32 => "fast-f32",
-            EngineChoice::FastBf16 => "fast-bf16",
-        }
-    }
-
     /// Whether this machine can run the engine on `device`.
     pub fn available(self, device: DeviceSpec) -> bool {
         match self {

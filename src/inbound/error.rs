@@ -1,12 +1,16 @@
-//! The one error type at the HTTP edge: status + OpenAI error JSON
-//! `{"error": {"message", "type", "param", "code"}}`.
+//! The one error type at the HTTP edge: a status, and the error JSON of the
+//! client's protocol: OpenAI's `{"error": {"message", "type", "param", "code"}}`
+//! (chat completions, Responses, embeddings and the admin endpoints) or
+//! Anthropic's `{"type": "error", "error": {"type", "message"}}`.
 
 use axum::http::{HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Response};
 use serde_json::json;
 
+use crate::canonical::Protocol;
 use crate::pipeline::PipelineError;
 use crate::upstream::ForwardError;
+use crate::wire::WireError;
 
 #[derive(Debug, Clone)]
 pub struct ApiError {
@@ -163,6 +167,67 @@ impl From<PipelineError> for ApiError {
                 message,
             ),
         }
+    }
+}
+
+impl From<WireError> for ApiError {
+    fn from(e: WireError) -> Self {
+        ApiError::bad_request(e.message, e.param)
+    }
+}
+
+/// Anthropic's error type for a status (what its SDKs map to their exceptions).
+fn anthropic_type(status: StatusCode) -> &'static str {
+    match status.as_u16() {
+        400 | 405 | 422 => "invalid_request_error",
+        401 => "authentication_error",
+        403 => "permission_error",
+        404 => "not_found_error",
+        413 => "request_too_large",
+        429 => "rate_limit_error",
+        503 | 529 => "overloaded_error",
+        _ => "api_error",
+    }
+}
+
+impl ApiError {
+    /// The error in `protocol`'s shape.
+    pub fn response_in(self, protocol: Protocol) -> Response {
+        match protocol {
+            Protocol::AnthropicMessages => {
+                let body = json!({
+                    "type": "error",
+                    "error": {"type": anthropic_type(self.status), "message": self.message},
+                });
+                self.with_body(body)
+            }
+            Protocol::OpenAiChat | Protocol::OpenAiResponses => self.into_response(),
+        }
+    }
+
+    /// An error event for a stream of `protocol`, when it failed before its first
+    /// byte but after the client's connection was accepted (SDKs read it as an
+    /// API error).
+    pub fn body_in(&self, protocol: Protocol) -> serde_json::Value {
+        match protocol {
+            Protocol::AnthropicMessages => json!({"type": "error",
+                "error": {"type": anthropic_type(self.status), "message": self.message}}),
+            _ => json!({"error": {"message": self.message, "type": self.kind,
+                "param": self.param, "code": self.code}}),
+        }
+    }
+
+    fn with_body(self, body: serde_json::Value) -> Response {
+        let mut resp = (self.status, axum::Json(body)).into_response();
+        if let Some(s) = self.retry_after {
+            resp.headers_mut()
+                .insert("retry-after", HeaderValue::from(s));
+        }
+        if self.close {
+            resp.headers_mut()
+                .insert("connection", HeaderValue::from_static("close"));
+        }
+        resp
     }
 }
 

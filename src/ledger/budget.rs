@@ -8,16 +8,10 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use parking_lot::Mutex;
-use serde::{Deserialize, Serialize};
 use serde_json::json;
 use tokio::sync::mpsc;
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, Serialize)]
-#[serde(rename_all = "lowercase")]
-pub enum Window {
-    Hour,
-    Day,
-}
+pub use crate::config::{AlertConfig, BudgetConfig, Enforcement, Window};
 
 impl Window {
     fn secs(self) -> i64 {
@@ -32,43 +26,6 @@ impl Window {
             Window::Day => "day",
         }
     }
-}
-
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, Serialize, Default)]
-#[serde(rename_all = "lowercase")]
-pub enum Enforcement {
-    #[default]
-    Alert,
-    Downgrade,
-    Reject,
-}
-
-#[derive(Debug, Clone, Deserialize, Serialize)]
-#[serde(deny_unknown_fields)]
-pub struct BudgetConfig {
-    pub window: Window,
-    pub usd: f64,
-    /// Absent: the budget covers all endpoints together.
-    #[serde(default)]
-    pub endpoint: Option<String>,
-    /// Shares of the budget that raise an alert.
-    #[serde(default = "default_thresholds")]
-    pub thresholds: Vec<f64>,
-    #[serde(default)]
-    pub enforcement: Enforcement,
-}
-
-fn default_thresholds() -> Vec<f64> {
-    vec![0.8, 1.0]
-}
-
-#[derive(Debug, Clone, Deserialize, Serialize, Default)]
-#[serde(deny_unknown_fields, default)]
-pub struct AlertConfig {
-    /// POSTed a JSON body for every alert.
-    pub webhook_url: Option<String>,
-    /// Attempts per alert before it is given up (with backoff).
-    pub webhook_attempts: Option<u32>,
 }
 
 /// What an over-budget request must do.

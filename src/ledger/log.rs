@@ -33,6 +33,9 @@ pub struct DecisionRow {
     pub ts_ms: i64,
     pub endpoint: String,
     pub tenant: String,
+    /// The client's protocol: openai-chat, anthropic-messages, openai-responses,
+    /// embeddings.
+    pub api: String,
     pub conversation: Option<String>,
     /// Only with `ledger.log_text = true`.
     pub routed_text: Option<String>,
@@ -136,6 +139,8 @@ const MIGRATIONS: &[&str] = &[
     "DELETE FROM feedback WHERE rowid NOT IN (SELECT max(rowid) FROM feedback GROUP BY request_id);
      DROP INDEX feedback_request;
      CREATE UNIQUE INDEX feedback_request ON feedback(request_id);",
+    // v4: which API the client spoke.
+    "ALTER TABLE decisions ADD COLUMN api TEXT NOT NULL DEFAULT 'openai-chat';",
 ];
 
 /// Opens (creating and migrating) the database. Several processes may open a new
@@ -374,9 +379,9 @@ fn write_batch(
              tier, probs, confidence, chosen_model, actual_model, cache_status, cache_similarity,
              input_tokens, cached_tokens, output_tokens, cost_usd, saved_usd, top_tier_cost_usd,
              queue_us, embed_us, head_us, route_us, upstream_ms, total_ms, upstream_status,
-             retries, fallback, error, tokens_saved, summary_cost_usd, compression_saved_usd)
+             retries, fallback, error, tokens_saved, summary_cost_usd, compression_saved_usd, api)
              VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15, ?16, ?17,
-             ?18, ?19, ?20, ?21, ?22, ?23, ?24, ?25, ?26, ?27, ?28, ?29, ?30, ?31, ?32)",
+             ?18, ?19, ?20, ?21, ?22, ?23, ?24, ?25, ?26, ?27, ?28, ?29, ?30, ?31, ?32, ?33)",
         )?;
         let mut fb = tx.prepare_cached(
             // A repeated feedback replaces the earlier one; a field it leaves out keeps
@@ -423,6 +428,7 @@ fn write_batch(
                         r.tokens_saved,
                         r.summary_cost_usd,
                         r.compression_saved_usd,
+                        r.api,
                     ])?;
                     n += 1;
                 }

@@ -2,20 +2,9 @@
 
 use std::collections::HashMap;
 
-use serde::{Deserialize, Serialize};
-
 use crate::upstream::Usage;
 
-/// USD per one million tokens.
-#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct Price {
-    pub input: f64,
-    /// Prompt tokens served from the provider's prompt cache (defaults to `input`).
-    #[serde(default)]
-    pub cached_input: Option<f64>,
-    pub output: f64,
-}
+pub use crate::config::Price;
 
 /// When the built-in prices were taken from the providers' public price pages.
 /// They change: override them in `[prices]` for anything that matters.
@@ -101,6 +90,7 @@ mod tests {
             prompt_tokens: 1_000_000,
             completion_tokens: 1_000_000,
             cached_tokens: 500_000,
+            cache_write_tokens: 0,
         };
         // gpt-4o-mini: 0.5M × 0.15 + 0.5M × 0.075 + 1M × 0.60 = 0.075 + 0.0375 + 0.60
         let c = prices.cost("gpt-4o-mini", None, &u).unwrap();
@@ -126,6 +116,7 @@ mod tests {
             prompt_tokens: 1_000_000,
             completion_tokens: 0,
             cached_tokens: 1_000_000,
+            cache_write_tokens: 0,
         };
         // No cached price: cached tokens cost the input price.
         assert!((prices.cost("gpt-4o-mini", None, &u).unwrap() - 1.0).abs() < 1e-9);

@@ -1,9 +1,10 @@
 //! The HTTP edge: axum router, thin handlers, client auth, body limits, and the
 //! mapping of every error to OpenAI's error JSON with the right status.
 
-mod error;
+mod generate;
 
-pub use error::ApiError;
+pub use crate::inbound::ApiError;
+pub use generate::embedding_names;
 
 use std::collections::HashMap;
 use std::net::SocketAddr;
@@ -21,12 +22,9 @@ use bytes::Bytes;
 use http_body_util::BodyExt;
 use serde_json::{json, Value};
 use sha2::{Digest, Sha256};
-use tokio_stream::wrappers::ReceiverStream;
-use tokio_stream::StreamExt;
-use tracing::Instrument;
 
 use crate::config::{is_endpoint_name, Config};
-use crate::pipeline::{CacheStatus, ChatRequest, Pipeline, Reply, ReplyBody, RequestCtx, Routing};
+use crate::pipeline::{CacheStatus, Pipeline, Routing};
 
 pub struct AppState {
     pub pipeline: Arc<Pipeline>,
@@ -332,16 +330,21 @@ async fn tag_request(
 }
 
 /// What triage serves, for the 404 and 405 messages.
-const ENDPOINTS: &str = "POST /v1/chat/completions, POST /v1/route, GET /v1/models, \
-POST /v1/feedback, GET /healthz, GET /readyz, GET /metrics, GET /dashboard, \
+const ENDPOINTS: &str = "POST /v1/chat/completions, POST /v1/messages, \
+POST /v1/messages/count_tokens, POST /v1/responses, POST /v1/embeddings, POST /v1/route, \
+GET /v1/models, POST /v1/feedback, GET /healthz, GET /readyz, GET /metrics, GET /dashboard, \
 POST /admin/reload, GET /admin/cache/stats, POST /admin/cache/purge";
 
 /// The axum application.
 pub fn router(state: Arc<AppState>) -> Router {
     Router::new()
-        .route("/v1/chat/completions", post(chat_completions))
-        .route("/chat/completions", post(chat_completions))
-        .route("/v1/route", post(route))
+        .route("/v1/chat/completions", post(generate::chat_completions))
+        .route("/chat/completions", post(generate::chat_completions))
+        .route("/v1/messages", post(generate::messages))
+        .route("/v1/messages/count_tokens", post(generate::count_tokens))
+        .route("/v1/responses", post(generate::responses))
+        .route("/v1/embeddings", post(generate::embeddings))
+        .route("/v1/route", post(generate::route))
         .route("/v1/models", get(models))
         .route("/healthz", get(healthz))
         .route("/metrics", get(metrics_text))
@@ -363,19 +366,19 @@ pub fn router(state: Arc<AppState>) -> Router {
         .with_state(state)
 }
 
-fn header_is(h: &HeaderMap, name: &str, value: &str) -> bool {
+pub(crate) fn header_is(h: &HeaderMap, name: &str, value: &str) -> bool {
     h.get(name)
         .and_then(|v| v.to_str().ok())
         .is_some_and(|v| v.trim().eq_ignore_ascii_case(value))
 }
 
-fn set_header(h: &mut HeaderMap, name: &'static str, value: &str) {
+pub(crate) fn set_header(h: &mut HeaderMap, name: &'static str, value: &str) {
     if let Ok(v) = HeaderValue::from_str(value) {
         h.insert(name, v);
     }
 }
 
-fn decision_headers(
+pub(crate) fn decision_headers(
     h: &mut HeaderMap,
     request_id: &str,
     routing: &Routing,
@@ -412,7 +415,7 @@ fn decision_headers(
 
 /// `Server-Timing` (W3C): the embedding (queue, tokenizer, forward pass, pooling),
 /// the upstream wait, and everything else triage spent: its own overhead.
-fn server_timing(routing: &Routing, upstream_us: u64, started: Instant) -> String {
+pub(crate) fn server_timing(routing: &Routing, upstream_us: u64, started: Instant) -> String {
     let t = &routing.timings;
     let embed_us = t.queue_us + t.tokenize_us + t.embed_us + t.pool_us;
     let total_us = started.elapsed().as_micros() as u64;
@@ -427,134 +430,13 @@ fn server_timing(routing: &Routing, upstream_us: u64, started: Instant) -> Strin
     )
 }
 
-async fn chat_completions(
-    State(state): State<Arc<AppState>>,
-    axum::Extension(RequestId(request_id)): axum::Extension<RequestId>,
-    headers: HeaderMap,
-    body: Body,
-) -> Response {
-    let started = Instant::now();
-    let span = tracing::info_span!("chat", request_id = %request_id);
-    let result = chat_inner(&state, &request_id, &headers, body, started)
-        .instrument(span)
-        .await;
-    match result {
-        Ok(resp) => resp,
-        Err(e) => {
-            tracing::info!(status = e.status.as_u16(), error = %e.message, "request failed");
-            e.response_for(&request_id)
-        }
-    }
-}
-
-async fn chat_inner(
-    state: &Arc<AppState>,
-    request_id: &str,
-    headers: &HeaderMap,
-    body: Body,
-    started: Instant,
-) -> Result<Response, ApiError> {
-    let (tenant, endpoint) = state.authenticate(headers)?;
-    let raw = state.json_body(headers, body).await?;
-    let ctx = RequestCtx {
-        request_id: request_id.to_string(),
-        tenant,
-        endpoint,
-        conversation_header: headers
-            .get("x-triage-conversation")
-            .and_then(|v| v.to_str().ok())
-            .map(str::to_string),
-        compress_off: header_is(headers, "x-triage-compress", "off"),
-        cache_off: header_is(headers, "x-triage-cache", "off")
-            || headers
-                .get("cache-control")
-                .and_then(|v| v.to_str().ok())
-                .is_some_and(|v| v.to_ascii_lowercase().contains("no-cache")),
-    };
-    let reply: Reply = state.pipeline.chat(&ctx, raw).await?;
-    let model = reply.model.clone();
-    tracing::info!(
-        endpoint = %ctx.endpoint,
-        tier = reply.routing.tier().unwrap_or("passthrough"),
-        model = %model,
-        retries = reply.call.as_ref().map(|c| c.retries).unwrap_or(0),
-        fallback = reply.call.as_ref().map(|c| c.fallback_used).unwrap_or(false),
-        cache = reply.cache.as_str(),
-        "routed"
-    );
-    let mut h = HeaderMap::new();
-    decision_headers(&mut h, request_id, &reply.routing, &model, reply.cache);
-    set_header(
-        &mut h,
-        "server-timing",
-        &server_timing(&reply.routing, reply.upstream_us, started),
-    );
-    let resp = match reply.body {
-        ReplyBody::Json(bytes) => {
-            h.insert("content-type", HeaderValue::from_static("application/json"));
-            (StatusCode::OK, h, bytes).into_response()
-        }
-        ReplyBody::Stream(rx) => {
-            h.insert(
-                "content-type",
-                HeaderValue::from_static("text/event-stream"),
-            );
-            h.insert("cache-control", HeaderValue::from_static("no-cache"));
-            let stream = ReceiverStream::new(rx).map(Ok::<_, std::io::Error>);
-            (StatusCode::OK, h, Body::from_stream(stream)).into_response()
-        }
-    };
-    Ok(resp)
-}
-
-async fn route(
-    State(state): State<Arc<AppState>>,
-    axum::Extension(RequestId(request_id)): axum::Extension<RequestId>,
-    headers: HeaderMap,
-    body: Body,
-) -> Response {
-    let result: Result<Response, ApiError> = async {
-        state.authenticate(&headers)?;
-        let raw = state.json_body(&headers, body).await?;
-        let conv = headers
-            .get("x-triage-conversation")
-            .and_then(|v| v.to_str().ok());
-        let req = ChatRequest::parse(raw, conv)?;
-        let live = state.pipeline.live();
-        let routing = state.pipeline.route(&live, &req).await?;
-        let mut h = HeaderMap::new();
-        let model = routing.models.first().cloned().unwrap_or_default();
-        decision_headers(&mut h, &request_id, &routing, &model, CacheStatus::Bypass);
-        let d = routing.decision.as_ref();
-        let body = json!({
-            "request_id": request_id,
-            "tier": d.map(|d| d.tier.clone()),
-            "head_tier": d.map(|d| d.head_tier.clone()),
-            "confidence": d.map(|d| crate::classify::round4(d.confidence)),
-            "probs": d.map(|d| d.probs_json()),
-            "raised": d.map(|d| d.raised),
-            "strength": d.map(|d| crate::classify::round4(d.strength)),
-            "raised_by_quality_target": d.map(|d| d.by_quality),
-            "quality_target": live.cfg.router.quality_target,
-            "sticky": routing.sticky,
-            "model": model,
-            "models": routing.models,
-            "routed_text_chars": req.routed_text.chars().count(),
-            "latency_us": routing.timings,
-        });
-        Ok((StatusCode::OK, h, Json(body)).into_response())
-    }
-    .await;
-    result.unwrap_or_else(|e| e.response_for(&request_id))
-}
-
 async fn models(State(state): State<Arc<AppState>>, headers: HeaderMap) -> Response {
     if let Err(e) = state.authenticate(&headers) {
         return e.into_response();
     }
     let live = state.pipeline.live();
     let cfg = live.cfg.clone();
-    let data: Vec<Value> = state
+    let names: Vec<(String, String)> = state
         .pipeline
         .model_names(&live)
         .into_iter()
@@ -566,10 +448,10 @@ async fn models(State(state): State<Arc<AppState>>, headers: HeaderMap) -> Respo
                     .map(|m| m.upstream.clone())
                     .unwrap_or_else(|| "triage".into())
             };
-            json!({"id": name, "object": "model", "created": 0, "owned_by": owned_by})
+            (name, owned_by)
         })
         .collect();
-    Json(json!({"object": "list", "data": data})).into_response()
+    Json(generate::models_json(&names)).into_response()
 }
 
 const DASHBOARD_HTML: &str = include_str!("dashboard.html");

@@ -1,10 +1,12 @@
-//! Upstream providers: OpenAI-compatible APIs and Anthropic's Messages API, with
-//! retries (exponential backoff with jitter, Retry-After), per-attempt timeouts, an
-//! overall deadline, and fallback along the tier's model list.
+//! Upstream providers: OpenAI-compatible APIs and Anthropic's Messages API, each
+//! translating the canonical request (`crate::canonical`) to its wire format and
+//! its replies back, with retries (exponential backoff with jitter, Retry-After),
+//! per-attempt timeouts, an overall deadline, and fallback along the tier's model
+//! list. A provider that speaks the client's protocol hands the client its own
+//! bytes, so nothing is lost on the way.
 
 mod anthropic;
 mod openai;
-pub mod sse;
 
 use std::collections::HashMap;
 use std::time::{Duration, Instant};
@@ -16,35 +18,10 @@ use serde::Serialize;
 use serde_json::Value;
 use tokio::sync::{mpsc, oneshot};
 
+pub use crate::canonical::Usage;
+use crate::canonical::{Event, Reply, Request, StopReason};
 use crate::config::{Config, ModelConfig, UpstreamConfig, UpstreamKind};
-
-/// Token usage reported by the upstream.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize)]
-pub struct Usage {
-    pub prompt_tokens: u64,
-    pub completion_tokens: u64,
-    /// Prompt tokens served from the provider's prompt cache.
-    pub cached_tokens: u64,
-}
-
-impl Usage {
-    /// From an OpenAI-shaped `usage` object.
-    pub fn from_openai(v: &Value) -> Option<Self> {
-        let u = v.as_object()?;
-        Some(Self {
-            prompt_tokens: u.get("prompt_tokens")?.as_u64()?,
-            completion_tokens: u
-                .get("completion_tokens")
-                .and_then(Value::as_u64)
-                .unwrap_or(0),
-            cached_tokens: u
-                .get("prompt_tokens_details")
-                .and_then(|d| d.get("cached_tokens"))
-                .and_then(Value::as_u64)
-                .unwrap_or(0),
-        })
-    }
-}
+use crate::wire::sse;
 
 /// Why one attempt failed.
 #[derive(Debug, Clone, thiserror::Error)]
@@ -138,23 +115,75 @@ pub struct CallInfo {
 #[derive(Debug, Clone, Default)]
 pub struct StreamOutcome {
     pub usage: Option<Usage>,
-    /// A finish reason and the end marker arrived.
+    /// The provider said it stopped, and why.
     pub complete: bool,
+    pub stop: Option<StopReason>,
     pub client_gone: bool,
     pub error: Option<String>,
-    pub finish_reason: Option<String>,
     /// The answer's text, assembled from the deltas.
     pub content: String,
     /// The model id the stream's events carried.
     pub response_model: Option<String>,
+    /// The answer called a tool.
+    pub tool_calls: bool,
+    /// The tools it called: name and the arguments JSON as streamed.
+    pub tool_uses: Vec<(String, String)>,
+    /// Block index → position in `tool_uses`.
+    tool_blocks: Vec<(usize, usize)>,
+}
+
+impl StreamOutcome {
+    /// Takes note of what an event says about the answer.
+    fn note(&mut self, ev: &Event) {
+        match ev {
+            Event::Start { model, usage, .. } => {
+                if !model.is_empty() {
+                    self.response_model = Some(model.clone());
+                }
+                self.usage = Some(*usage);
+            }
+            Event::TextDelta { text, .. } => self.content.push_str(text),
+            Event::BlockStart {
+                index,
+                block: crate::canonical::BlockStart::ToolUse { name, .. },
+            } => {
+                self.tool_calls = true;
+                self.tool_blocks.push((*index, self.tool_uses.len()));
+                self.tool_uses.push((name.clone(), String::new()));
+            }
+            Event::ToolInputDelta { index, json } => {
+                if let Some((_, k)) = self.tool_blocks.iter().find(|(b, _)| b == index) {
+                    if let Some(t) = self.tool_uses.get_mut(*k) {
+                        t.1.push_str(json);
+                    }
+                }
+            }
+            Event::Stop { reason, usage, .. } => {
+                self.stop = Some(reason.clone());
+                self.usage = Some(*usage);
+                self.complete = true;
+            }
+            Event::Error { message } => self.error = Some(message.clone()),
+            _ => {}
+        }
+    }
+}
+
+/// A piece of a stream: the provider's own bytes when it speaks the client's
+/// protocol (`raw`), and what they mean.
+#[derive(Debug, Clone, Default)]
+pub struct Chunk {
+    pub raw: Option<Bytes>,
+    pub events: Vec<Event>,
 }
 
 pub enum ForwardBody {
-    /// A complete OpenAI-shaped chat completion.
-    Json { body: Bytes, usage: Option<Usage> },
-    /// SSE bytes for the client, and how the stream ended.
+    /// A complete answer; `raw` is the provider's body when it speaks the
+    /// client's protocol.
+    Json { reply: Reply, raw: Option<Bytes> },
+    /// The stream for the client, and how it ended.
     Stream {
-        rx: mpsc::Receiver<Bytes>,
+        rx: mpsc::Receiver<Chunk>,
         done: oneshot::Receiver<StreamOutcome>,
     },
 }
@@ -255,14 +284,12 @@ impl Upstreams {
         self.models.contains_key(name)
     }
 
-    /// Sends `request` (OpenAI shape) to the first model that answers, retrying each
-    /// model on transient failures before moving to the next.
+    /// Sends `request` to the first model that answers, retrying each model on
+    /// transient failures before moving to the next.
     pub async fn forward(
         &self,
         models: &[String],
-        request: &Value,
-        stream: bool,
-        include_usage: bool,
+        request: &Request,
         deadline: Instant,
     ) -> Result<Forwarded, ForwardError> {
         let mut retries = 0u32;
@@ -292,12 +319,9 @@ impl Upstreams {
                 let per_attempt =
                     Duration::from_secs_f64(up.cfg.request_timeout_secs).min(deadline - now);
                 let result = match up.cfg.kind {
-                    UpstreamKind::Openai => {
-                        openai::call(up, model, request, stream, include_usage, per_attempt).await
-                    }
+                    UpstreamKind::Openai => openai::call(up, model, request, per_attempt).await,
                     UpstreamKind::Anthropic => {
-                        anthropic::call(up, model, request, stream, include_usage, per_attempt)
-                            .await
+                        anthropic::call(up, model, request, per_attempt).await
                     }
                 };
                 match result {
@@ -515,34 +539,29 @@ async fn first_chunk(
     }
 }
 
-/// An OpenAI-style error object sent as the last event of a stream that broke after
-/// its first byte reached the client (the SDKs raise it as an APIError).
-fn stream_error_event(message: &str) -> Bytes {
-    sse::data_event(
-        &serde_json::json!({"error": {"message": message, "type": "upstream_error", "code": "stream_interrupted"}})
-            .to_string(),
-    )
-}
-
-/// Turns upstream events into client bytes, recording the outcome as it goes.
+/// Turns upstream events into chunks for the client.
 trait StreamConverter: Send + 'static {
-    fn event(&mut self, ev: sse::SseEvent, out: &mut StreamOutcome) -> Vec<Bytes>;
+    fn event(&mut self, ev: sse::SseEvent) -> Chunk;
 }
 
 /// Reads the upstream stream on its own task and feeds the client through a bounded
 /// channel, chunk by chunk as events complete. Ends early when the client goes away.
+/// A stream that breaks after its first byte ends with an error event (the client's
+/// protocol renders it) and no end marker.
 fn spawn_pump(
     first: Bytes,
     mut stream: ByteStream,
     idle: Duration,
     mut conv: impl StreamConverter,
 ) -> ForwardBody {
-    let (tx, rx) = mpsc::channel::<Bytes>(64);
+    let (tx, rx) = mpsc::channel::<Chunk>(64);
     let (done_tx, done) = oneshot::channel();
     tokio::spawn(async move {
         let mut parser = sse::SseParser::default();
         let mut out = StreamOutcome::default();
         let mut next: Option<Bytes> = Some(first);
+        // The provider sent an error event of its own: the client has seen it.
+        let mut reported = false;
         'outer: loop {
             let chunk = match next.take() {
                 Some(c) => c,
@@ -567,26 +586,37 @@ fn spawn_pump(
                 }
             };
             for ev in events {
-                for bytes in conv.event(ev, &mut out) {
-                    if tx.send(bytes).await.is_err() {
-                        out.client_gone = true;
-                        break 'outer;
-                    }
+                let c = conv.event(ev);
+                c.events.iter().for_each(|e| out.note(e));
+                reported |= c.events.iter().any(|e| matches!(e, Event::Error { .. }));
+                if c.raw.is_none() && c.events.is_empty() {
+                    continue;
+                }
+                if tx.send(c).await.is_err() {
+                    out.client_gone = true;
+                    break 'outer;
                 }
             }
         }
         if !out.client_gone {
             if let Some(ev) = parser.finish() {
-                for bytes in conv.event(ev, &mut out) {
-                    let _ = tx.send(bytes).await;
-                }
+                let c = conv.event(ev);
+                c.events.iter().for_each(|e| out.note(e));
+                let _ = tx.send(c).await;
             }
             if !out.complete && out.error.is_none() {
                 out.error = Some("upstream stream ended before it was complete".into());
             }
-            if let (false, Some(e)) = (out.complete, &out.error) {
+            if out.complete || reported {
+                // Complete, or the client already has the provider's error.
+            } else if let Some(e) = &out.error {
                 tracing::warn!(error = %e, "stream interrupted after the first byte");
-                let _ = tx.send(stream_error_event(e)).await;
+                let _ = tx
+                    .send(Chunk {
+                        raw: None,
+                        events: vec![Event::Error { message: e.clone() }],
+                    })
+                    .await;
             }
         }
         let _ = done_tx.send(out);
@@ -620,23 +650,5 @@ mod tests {
         assert!(!st(401).is_client_error(), "a bad upstream key falls back");
         assert!(AttemptError::Timeout(Duration::from_secs(1)).retryable());
         assert!(!AttemptError::MissingKey("X".into()).retryable());
-    }
-
-    #[test]
-    fn usage_from_openai_shape() {
-        let u = Usage::from_openai(&serde_json::json!({
-            "prompt_tokens": 10, "completion_tokens": 5,
-            "prompt_tokens_details": {"cached_tokens": 4}
-        }))
-        .unwrap();
-        assert_eq!(
-            u,
-            Usage {
-                prompt_tokens: 10,
-                completion_tokens: 5,
-                cached_tokens: 4
-            }
-        );
-        assert!(Usage::from_openai(&Value::Null).is_none());
     }
 }

@@ -1,39 +1,29 @@
-//! OpenAI-compatible chat completions: the request passes through untouched except
-//! for the model id, and streams ask for usage without showing it to clients that
-//! did not ask.
+//! OpenAI-compatible chat completions. A request from an OpenAI client goes as it
+//! came but for the model id (see `wire::openai_chat::render_request`), and its
+//! reply comes back byte for byte; streams always ask for usage and hide it from
+//! clients that did not ask.
 
 use std::time::Duration;
 
 use bytes::Bytes;
-use serde_json::{json, Value};
+use serde_json::Value;
 
-use super::sse::{self, SseEvent};
 use super::{
-    first_chunk, read_json, send, spawn_pump, AttemptError, ForwardBody, StreamConverter,
-    StreamOutcome, Upstream, Usage,
+    first_chunk, read_json, send, spawn_pump, AttemptError, Chunk, ForwardBody, StreamConverter,
+    Upstream,
 };
+use crate::canonical::{Protocol, Request};
 use crate::config::ModelConfig;
+use crate::wire::openai_chat::{parse_reply, render_request, StreamDecoder};
+use crate::wire::sse::{self, SseEvent};
 
 pub(super) async fn call(
     up: &Upstream,
     model: &ModelConfig,
-    request: &Value,
-    stream: bool,
-    client_wants_usage: bool,
+    request: &Request,
     timeout: Duration,
 ) -> Result<(u16, ForwardBody), AttemptError> {
-    let mut body = request.clone();
-    body["model"] = json!(model.upstream_model());
-    if stream {
-        let opts = body
-            .as_object_mut()
-            .map(|o| o.entry("stream_options").or_insert_with(|| json!({})));
-        if let Some(Value::Object(o)) = opts {
-            o.insert("include_usage".into(), json!(true));
-        } else if let Some(o) = body.as_object_mut() {
-            o.insert("stream_options".into(), json!({"include_usage": true}));
-        }
-    }
+    let body = render_request(request, model.upstream_model());
     let url = format!("{}/chat/completions", up.cfg.base_url.trim_end_matches('/'));
     let mut req = up.client.post(url).json(&body);
     if let Some(key) = up.key()? {
@@ -41,13 +31,17 @@ pub(super) async fn call(
     }
     let resp = send(req, timeout).await?;
     let status = resp.status().as_u16();
-    if !stream {
+    let own = request.protocol == Protocol::OpenAiChat;
+    if !request.stream {
         let (bytes, v) = read_json(resp, timeout).await?;
-        if v.get("choices").is_none() {
-            return Err(AttemptError::Protocol("response has no `choices`".into()));
-        }
-        let usage = v.get("usage").and_then(Usage::from_openai);
-        return Ok((status, ForwardBody::Json { body: bytes, usage }));
+        let reply = parse_reply(&v).map_err(AttemptError::Protocol)?;
+        return Ok((
+            status,
+            ForwardBody::Json {
+                reply,
+                raw: own.then_some(bytes),
+            },
+        ));
     }
     let (first, rest) = first_chunk(resp, timeout).await?;
     Ok((
@@ -56,66 +50,60 @@ pub(super) async fn call(
             first,
             rest,
             timeout,
-            Passthrough {
-                show_usage: client_wants_usage,
+            Chunks {
+                decoder: StreamDecoder::default(),
+                passthrough: own,
+                show_usage: request.include_usage,
             },
         ),
     ))
 }
 
-struct Passthrough {
+struct Chunks {
+    decoder: StreamDecoder,
+    /// The client speaks chat completions: it gets the provider's own chunks.
+    passthrough: bool,
     show_usage: bool,
 }
 
-impl StreamConverter for Passthrough {
-    fn event(&mut self, ev: SseEvent, out: &mut StreamOutcome) -> Vec<Bytes> {
-        if ev.data == "[DONE]" {
-            out.complete = out.finish_reason.is_some();
-            return vec![sse::done_event()];
+impl Chunks {
+    /// The provider's chunk as the client gets it: as it came, but without the
+    /// usage the client did not ask for (the usage-only chunk, and the
+    /// `usage: null` that include_usage adds to every other chunk).
+    fn raw(&self, data: &str) -> Option<Bytes> {
+        if self.show_usage || data.trim() == "[DONE]" {
+            return Some(sse::data_event(data));
         }
-        let Ok(mut v) = serde_json::from_str::<Value>(&ev.data) else {
-            // Not ours to judge: pass it on as it came.
-            return vec![sse::data_event(&ev.data)];
+        let Ok(mut v) = serde_json::from_str::<Value>(data) else {
+            return Some(sse::data_event(data));
         };
-        if let Some(err) = v.get("error") {
-            out.error = Some(
-                err.get("message")
-                    .and_then(Value::as_str)
-                    .unwrap_or("upstream error")
-                    .to_string(),
-            );
-            return vec![sse::data_event(&ev.data)];
+        if v.get("usage").is_none() {
+            return Some(sse::data_event(data));
         }
-        if let Some(u) = v.get("usage").and_then(Usage::from_openai) {
-            out.usage = Some(u);
-        }
-        if out.response_model.is_none() {
-            out.response_model = v.get("model").and_then(Value::as_str).map(str::to_string);
-        }
-        if let Some(choice) = v.pointer("/choices/0") {
-            if let Some(t) = choice.pointer("/delta/content").and_then(Value::as_str) {
-                out.content.push_str(t);
-            }
-            if let Some(r) = choice.get("finish_reason").and_then(Value::as_str) {
-                out.finish_reason = Some(r.to_string());
-            }
-        }
-        if self.show_usage || v.get("usage").is_none() {
-            return vec![sse::data_event(&ev.data)];
-        }
-        // The client did not ask for usage: drop the usage-only chunk, and the
-        // `usage: null` that include_usage adds to every other chunk.
         let usage_only = v
             .get("choices")
             .and_then(Value::as_array)
             .is_some_and(|c| c.is_empty());
         if usage_only {
-            return Vec::new();
+            return None;
         }
         if let Some(o) = v.as_object_mut() {
             o.remove("usage");
         }
-        vec![sse::data_event(&v.to_string())]
+        Some(sse::data_event(&v.to_string()))
+    }
+}
+
+impl StreamConverter for Chunks {
+    fn event(&mut self, ev: SseEvent) -> Chunk {
+        Chunk {
+            raw: if self.passthrough {
+                self.raw(&ev.data)
+            } else {
+                None
+            },
+            events: self.decoder.data(&ev.data),
+        }
     }
 }
 
@@ -130,46 +118,47 @@ mod tests {
         }
     }
 
-    #[test]
-    fn hides_usage_from_clients_that_did_not_ask() {
-        let mut p = Passthrough { show_usage: false };
-        let mut out = StreamOutcome::default();
-        let a = p.event(
-            ev(r#"{"choices":[{"delta":{"content":"Hi"},"finish_reason":null}],"usage":null}"#),
-            &mut out,
-        );
-        assert_eq!(a.len(), 1);
-        assert!(!String::from_utf8_lossy(&a[0]).contains("usage"));
-        p.event(
-            ev(r#"{"choices":[{"delta":{},"finish_reason":"stop"}],"usage":null}"#),
-            &mut out,
-        );
-        let u = p.event(
-            ev(r#"{"choices":[],"usage":{"prompt_tokens":3,"completion_tokens":1}}"#),
-            &mut out,
-        );
-        assert!(u.is_empty());
-        p.event(ev("[DONE]"), &mut out);
-        assert!(out.complete);
-        assert_eq!(out.content, "Hi");
-        assert_eq!(out.usage.unwrap().prompt_tokens, 3);
+    fn raw_of(c: &Chunk) -> Option<String> {
+        c.raw
+            .as_ref()
+            .map(|b| String::from_utf8_lossy(b).into_owned())
     }
 
     #[test]
-    fn shows_usage_when_asked() {
-        let mut p = Passthrough { show_usage: true };
-        let mut out = StreamOutcome::default();
-        let raw = r#"{"choices":[],"usage":{"prompt_tokens":3,"completion_tokens":1}}"#;
-        let u = p.event(ev(raw), &mut out);
-        assert_eq!(u, vec![sse::data_event(raw)]);
-    }
-
-    #[test]
-    fn done_without_finish_reason_is_incomplete() {
-        let mut p = Passthrough { show_usage: false };
-        let mut out = StreamOutcome::default();
-        p.event(ev(r#"{"choices":[{"delta":{"content":"x"}}]}"#), &mut out);
-        p.event(ev("[DONE]"), &mut out);
-        assert!(!out.complete);
+    fn usage_is_hidden_unless_the_client_asked() {
+        let mut hide = Chunks {
+            decoder: StreamDecoder::default(),
+            passthrough: true,
+            show_usage: false,
+        };
+        let with_null = hide.event(ev(
+            r#"{"choices":[{"delta":{"content":"hi"}}],"usage":null}"#,
+        ));
+        assert!(!raw_of(&with_null).unwrap().contains("usage"));
+        let usage_only = hide.event(ev(
+            r#"{"choices":[],"usage":{"prompt_tokens":3,"completion_tokens":1}}"#,
+        ));
+        assert!(usage_only.raw.is_none());
+        let done = hide.event(ev("[DONE]"));
+        assert_eq!(raw_of(&done).as_deref(), Some("data: [DONE]\n\n"));
+        let mut show = Chunks {
+            decoder: StreamDecoder::default(),
+            passthrough: true,
+            show_usage: true,
+        };
+        let u = show.event(ev(
+            r#"{"choices":[],"usage":{"prompt_tokens":3,"completion_tokens":1}}"#,
+        ));
+        assert!(raw_of(&u).unwrap().contains("prompt_tokens"));
+        // A client of another protocol gets events, not the provider's bytes.
+        let mut other = Chunks {
+            decoder: StreamDecoder::default(),
+            passthrough: false,
+            show_usage: true,
+        };
+        let c = other.event(ev(
+            r#"{"id":"x","model":"m","choices":[{"delta":{"content":"hi"}}]}"#,
+        ));
+        assert!(c.raw.is_none() && !c.events.is_empty());
     }
 }

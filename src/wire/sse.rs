@@ -97,6 +97,11 @@ pub fn done_event() -> Bytes {
     Bytes::from_static(b"data: [DONE]\n\n")
 }
 
+/// `event: NAME\ndata: …\n\n` for the client.
+pub fn named_event(name: &str, data: &str) -> Bytes {
+    Bytes::from(format!("event: {name}\ndata: {data}\n\n"))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
