@@ -463,3 +463,47 @@ async fn malformed_json() {
 async fn malformed_sse() {
     fault_kind("fault-badsse").await;
 }
+
+/// A client that gives up while triage waits on a hung upstream still gets its
+/// decision row (with the error). Today it does not: the server drops the request's
+/// future when the client goes away, so the row is never recorded (and the
+/// fallback is never tried). Un-ignore once the pipeline records dropped requests.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[ignore = "known gap: a request whose client disconnects before the upstream answers leaves no decision row"]
+async fn a_client_that_gives_up_still_leaves_a_decision_row() {
+    let up = start_faulty().await;
+    let dir = tempfile::tempdir().unwrap();
+    let toml = faulty_config(&up, Provider::OpenAi, &["fault-hang", "ok-fallback"]);
+    let t = start_triage_full(&toml, false, None, Some(dir.path())).await;
+    let impatient = reqwest::Client::builder()
+        .timeout(Duration::from_millis(300))
+        .build()
+        .unwrap();
+    let r = impatient
+        .post(t.url("/v1/chat/completions"))
+        .json(&body(false, PROMPT))
+        .send()
+        .await;
+    assert!(r.is_err(), "the client gave up first");
+    // The id never reached the client: wait for any row.
+    let log = t
+        .state
+        .pipeline
+        .ledger
+        .as_ref()
+        .and_then(|l| l.log.as_ref())
+        .unwrap();
+    let deadline = Instant::now() + Duration::from_secs(10);
+    loop {
+        assert!(log.flush(Duration::from_secs(10)));
+        let conn = triage::ledger::log::open(&triage::ledger::log::db_path(dir.path())).unwrap();
+        let n: i64 = conn
+            .query_row("SELECT count(*) FROM decisions", [], |r| r.get(0))
+            .unwrap();
+        if n == 1 {
+            break;
+        }
+        assert!(Instant::now() < deadline, "no decision row for the request");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
