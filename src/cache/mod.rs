@@ -247,6 +247,8 @@ pub struct CacheStats {
     pub inserts: AtomicU64,
     pub evictions: AtomicU64,
     pub expirations: AtomicU64,
+    /// Answers not stored because the writer's queue was full.
+    pub dropped: AtomicU64,
     /// Rejections by guard kind (and `similarity`).
     pub rejected: Mutex<HashMap<&'static str, u64>>,
 }
@@ -276,6 +278,87 @@ pub struct SemanticCache {
     /// The embedding model's word vectors, for hit verification (set by
     /// `Pipeline::with_cache`).
     words: std::sync::OnceLock<Arc<dyn WordVectors>>,
+    /// The one thread that stores queued answers (started by the first
+    /// [`SemanticCache::queue_insert`]).
+    writer: std::sync::OnceLock<Writer>,
+}
+
+/// An answer waiting to be stored.
+struct Pending {
+    scope: [u8; 16],
+    tenant: String,
+    text: String,
+    vector: Vec<f32>,
+    answer: CachedAnswer,
+}
+
+enum Job {
+    Put(Box<Pending>),
+    /// Answered once every job queued before it is stored.
+    Flush(std::sync::mpsc::SyncSender<()>),
+}
+
+/// How many answers may wait for the writer; beyond it they are dropped (counted in
+/// `dropped`). A cache may miss; it never grows memory or threads without bound.
+const WRITER_QUEUE: usize = 1024;
+/// At most this many answers reach the log with one sync.
+const WRITER_BATCH: usize = 256;
+
+/// One thread stores answers in arrival order: graph inserts, then one log append
+/// and sync per batch. It holds the cache weakly and ends when the cache is dropped.
+struct Writer {
+    tx: std::sync::mpsc::SyncSender<Job>,
+    queued: Arc<std::sync::atomic::AtomicUsize>,
+}
+
+impl Writer {
+    fn start(cache: std::sync::Weak<SemanticCache>) -> std::io::Result<Self> {
+        let (tx, rx) = std::sync::mpsc::sync_channel::<Job>(WRITER_QUEUE);
+        let queued = Arc::new(std::sync::atomic::AtomicUsize::new(0));
+        let q = queued.clone();
+        std::thread::Builder::new()
+            .name("triage-cache-writer".into())
+            .spawn(move || {
+                while let Ok(first) = rx.recv() {
+                    let mut jobs = vec![first];
+                    while jobs.len() < WRITER_BATCH {
+                        match rx.try_recv() {
+                            Ok(j) => jobs.push(j),
+                            Err(_) => break,
+                        }
+                    }
+                    let Some(cache) = cache.upgrade() else {
+                        return;
+                    };
+                    let mut records = Vec::new();
+                    let mut flushes = Vec::new();
+                    for job in jobs {
+                        match job {
+                            Job::Put(p) => {
+                                q.fetch_sub(1, Ordering::Relaxed);
+                                let p = *p;
+                                records.extend(cache.insert_in_memory(
+                                    p.scope, &p.tenant, &p.text, p.vector, p.answer,
+                                ));
+                            }
+                            Job::Flush(done) => flushes.push(done),
+                        }
+                    }
+                    if !records.is_empty() {
+                        cache.persist(&records);
+                        cache.maybe_rebuild();
+                    }
+                    for done in flushes {
+                        let _ = done.send(());
+                    }
+                }
+            })?;
+        Ok(Self { tx, queued })
+    }
+
+    fn queued(&self) -> usize {
+        self.queued.load(Ordering::Relaxed)
+    }
 }
 
 fn unix_now() -> u64 {
@@ -297,6 +380,10 @@ pub struct StatsReport {
     pub inserts: u64,
     pub evictions: u64,
     pub expirations: u64,
+    /// Answers not stored because the writer's queue was full.
+    pub dropped: u64,
+    /// Answers waiting for the writer.
+    pub queued: usize,
     pub hit_ratio: f64,
     pub guard_rejections: HashMap<String, u64>,
     pub index_ready: bool,
@@ -386,6 +473,7 @@ impl SemanticCache {
             stats: CacheStats::default(),
             clock,
             words: std::sync::OnceLock::new(),
+            writer: std::sync::OnceLock::new(),
         }
     }
 
@@ -587,8 +675,8 @@ impl SemanticCache {
         self.stats.bypasses.fetch_add(1, Ordering::Relaxed);
     }
 
-    /// Stores an answer. Blocking (graph insert, log append): call it off the
-    /// request path. Lookups go on while the graph insert is planned.
+    /// Stores an answer now. Blocking (graph insert, log append and sync): the
+    /// server queues answers with [`SemanticCache::queue_insert`] instead.
     pub fn insert(
         &self,
         scope: [u8; 16],
@@ -597,6 +685,74 @@ impl SemanticCache {
         vector: Vec<f32>,
         answer: CachedAnswer,
     ) {
+        let records = self.insert_in_memory(scope, tenant, text, vector, answer);
+        self.persist(&records);
+        self.maybe_rebuild();
+    }
+
+    /// Queues an answer for the writer thread and returns at once; false when the
+    /// queue is full and the answer is dropped.
+    pub fn queue_insert(
+        self: &Arc<Self>,
+        scope: [u8; 16],
+        tenant: &str,
+        text: &str,
+        vector: Vec<f32>,
+        answer: CachedAnswer,
+    ) -> bool {
+        let writer = match self.writer.get() {
+            Some(w) => w,
+            None => match Writer::start(Arc::downgrade(self)) {
+                Ok(w) => self.writer.get_or_init(|| w),
+                Err(e) => {
+                    tracing::error!(error = %e, "cannot start the cache writer");
+                    self.stats.dropped.fetch_add(1, Ordering::Relaxed);
+                    return false;
+                }
+            },
+        };
+        let job = Job::Put(Box::new(Pending {
+            scope,
+            tenant: tenant.to_string(),
+            text: text.to_string(),
+            vector,
+            answer,
+        }));
+        writer.queued.fetch_add(1, Ordering::Relaxed);
+        match writer.tx.try_send(job) {
+            Ok(()) => true,
+            Err(_) => {
+                writer.queued.fetch_sub(1, Ordering::Relaxed);
+                self.stats.dropped.fetch_add(1, Ordering::Relaxed);
+                tracing::debug!("cache writer queue full: answer not stored");
+                false
+            }
+        }
+    }
+
+    /// Waits (up to `timeout`) until every answer queued so far is stored; false
+    /// when the writer did not answer in time.
+    pub fn flush(&self, timeout: std::time::Duration) -> bool {
+        let Some(writer) = self.writer.get() else {
+            return true;
+        };
+        let (done_tx, done_rx) = std::sync::mpsc::sync_channel(1);
+        if writer.tx.send(Job::Flush(done_tx)).is_err() {
+            return false;
+        }
+        done_rx.recv_timeout(timeout).is_ok()
+    }
+
+    /// Puts an answer in the index and the entry table (evicting over the limits)
+    /// and returns the records its log append needs.
+    fn insert_in_memory(
+        &self,
+        scope: [u8; 16],
+        tenant: &str,
+        text: &str,
+        vector: Vec<f32>,
+        answer: CachedAnswer,
+    ) -> Vec<Record> {
         let now = (self.clock)();
         let dim = vector.len();
         let id = {
@@ -645,18 +801,21 @@ impl SemanticCache {
         self.stats
             .evictions
             .fetch_add(evicted.len() as u64, Ordering::Relaxed);
-        if self.store.is_some() {
-            rec.vector = vector;
-            let mut records = vec![Record::Put(rec)];
-            if !evicted.is_empty() {
-                records.push(Record::Delete(evicted));
-            }
-            self.persist(&records);
+        if self.store.is_none() {
+            return Vec::new();
         }
-        self.maybe_rebuild();
+        rec.vector = vector;
+        let mut records = vec![Record::Put(rec)];
+        if !evicted.is_empty() {
+            records.push(Record::Delete(evicted));
+        }
+        records
     }
 
     fn persist(&self, records: &[Record]) {
+        if records.is_empty() {
+            return;
+        }
         if let Some(store) = &self.store {
             if let Err(e) = store.lock().append(records) {
                 tracing::error!(error = %e, "cache log append failed");
@@ -783,6 +942,8 @@ impl SemanticCache {
             inserts: self.stats.inserts.load(Ordering::Relaxed),
             evictions: self.stats.evictions.load(Ordering::Relaxed),
             expirations: self.stats.expirations.load(Ordering::Relaxed),
+            dropped: self.stats.dropped.load(Ordering::Relaxed),
+            queued: self.writer.get().map_or(0, Writer::queued),
             hit_ratio: if hits + misses == 0 {
                 0.0
             } else {
@@ -835,6 +996,23 @@ mod tests {
         assert!(!decide_hit(a, b, 0.50, 0.70).hit);
         let d = decide_hit(a, "Where can I find my order number?", 0.62, 0.70);
         assert_eq!(d.rejected_by, Some("similarity"));
+    }
+
+    #[test]
+    fn queued_answers_are_stored_by_one_writer_and_reach_the_log() {
+        let dir = tempfile::tempdir().unwrap();
+        let cache = SemanticCache::open(CacheConfig::default(), dir.path()).unwrap();
+        cache.rebuild_index();
+        for i in 0..300u32 {
+            let v = unit(&[1.0, i as f32, 3.0, 4.0]);
+            assert!(cache.queue_insert([1; 16], "t", &format!("question {i}"), v, answer("a")));
+        }
+        assert!(cache.flush(std::time::Duration::from_secs(30)));
+        let r = cache.stats_report();
+        assert_eq!((r.entries, r.queued, r.dropped), (300, 0, 0));
+        drop(cache);
+        let again = SemanticCache::open(CacheConfig::default(), dir.path()).unwrap();
+        assert_eq!(again.stats_report().entries, 300);
     }
 
     #[test]

@@ -124,6 +124,9 @@ pub fn run(g: &super::Global, a: ServeArgs) -> anyhow::Result<ExitCode> {
             l.flush(Duration::from_secs(5));
         }
         if let Some(c) = &cache {
+            if !c.flush(Duration::from_secs(5)) {
+                tracing::warn!("cache writer did not finish within 5 s; the snapshot misses its queue");
+            }
             if let Err(e) = c.snapshot() {
                 tracing::error!(error = %e, "cache snapshot at shutdown failed");
             }

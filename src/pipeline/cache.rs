@@ -166,15 +166,11 @@ pub(super) fn lookup(p: &Pipeline, _live: &Live, ctx: &RequestCtx, t: &mut Turn)
     }
 }
 
-/// Stores a complete answer, off the request path.
+/// Queues a complete answer for the cache's writer thread.
 pub(super) fn store(p: &Pipeline, key: CacheKey, tenant: &str, text: &str, answer: CachedAnswer) {
-    let Some(cache) = p.cache.clone() else {
-        return;
-    };
-    let (tenant, text) = (tenant.to_string(), text.to_string());
-    tokio::task::spawn_blocking(move || {
-        cache.insert(key.scope, &tenant, &text, key.vector, answer)
-    });
+    if let Some(cache) = &p.cache {
+        cache.queue_insert(key.scope, tenant, text, key.vector, answer);
+    }
 }
 
 #[cfg(test)]

@@ -122,7 +122,12 @@ async fn generate_inner(
     let ctx = context(state, request_id, headers).map_err(failed)?;
     let raw = state.json_body(headers, body).await.map_err(failed)?;
     let req = inbound::parse(protocol, raw, headers).map_err(failed)?;
-    let reply = state.pipeline.run(&ctx, req).await?;
+    // The pipeline runs on its own task: a client that goes away before the answer
+    // does not cancel it, so the call is still tried to its end and recorded.
+    let (pipeline, run_ctx) = (state.pipeline.clone(), ctx.clone());
+    let reply = tokio::spawn(async move { pipeline.run(&run_ctx, req).await }.in_current_span())
+        .await
+        .map_err(|e| failed(ApiError::internal(format!("request task failed: {e}"))))??;
     tracing::info!(
         endpoint = %ctx.endpoint,
         tier = reply.routing.tier().unwrap_or("passthrough"),

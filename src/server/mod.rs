@@ -600,6 +600,8 @@ async fn metrics_text(State(state): State<Arc<AppState>>) -> Response {
         let r = c.stats_report();
         metrics::gauge!("triage_cache_hit_ratio").set(r.hit_ratio);
         metrics::gauge!("triage_cache_entries").set(r.entries as f64);
+        metrics::gauge!("triage_cache_write_queue").set(r.queued as f64);
+        metrics::gauge!("triage_cache_dropped_writes").set(r.dropped as f64);
     }
     if let Some(l) = p.ledger.as_ref().and_then(|l| l.log.as_ref()) {
         metrics::gauge!("triage_ledger_rows_dropped")

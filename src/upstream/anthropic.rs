@@ -87,7 +87,8 @@ struct Events {
 impl StreamConverter for Events {
     fn event(&mut self, ev: SseEvent) -> Chunk {
         let events = self.decoder.event(ev.event.as_deref(), &ev.data);
-        let raw = self.passthrough.then(|| match &ev.event {
+        let passthrough = self.passthrough && !sse::is_malformed(&events);
+        let raw = passthrough.then(|| match &ev.event {
             Some(name) => sse::named_event(name, &ev.data),
             None => sse::data_event(&ev.data),
         });

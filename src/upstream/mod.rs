@@ -592,8 +592,13 @@ fn spawn_pump(
                 if c.raw.is_none() && c.events.is_empty() {
                     continue;
                 }
+                let failed = c.events.iter().any(|e| matches!(e, Event::Error { .. }));
                 if tx.send(c).await.is_err() {
                     out.client_gone = true;
+                    break 'outer;
+                }
+                if failed {
+                    // The client has its error; nothing after it is an answer.
                     break 'outer;
                 }
             }

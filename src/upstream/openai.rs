@@ -96,13 +96,14 @@ impl Chunks {
 
 impl StreamConverter for Chunks {
     fn event(&mut self, ev: SseEvent) -> Chunk {
+        let events = self.decoder.data(&ev.data);
         Chunk {
-            raw: if self.passthrough {
+            raw: if self.passthrough && !sse::is_malformed(&events) {
                 self.raw(&ev.data)
             } else {
                 None
             },
-            events: self.decoder.data(&ev.data),
+            events,
         }
     }
 }

@@ -562,7 +562,12 @@ impl StreamDecoder {
     /// Events for one SSE event (`kind` is its `event:` line, when it has one).
     pub fn event(&mut self, kind: Option<&str>, data: &str) -> Vec<Event> {
         let Ok(v) = serde_json::from_str::<Value>(data) else {
-            return Vec::new();
+            if data.trim().is_empty() {
+                return Vec::new();
+            }
+            return vec![Event::Error {
+                message: crate::wire::sse::MALFORMED.into(),
+            }];
         };
         let kind = kind
             .or_else(|| v.get("type").and_then(Value::as_str))

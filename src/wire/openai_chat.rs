@@ -666,6 +666,11 @@ impl StreamDecoder {
             return out;
         }
         let Ok(v) = serde_json::from_str::<Value>(data) else {
+            if !data.trim().is_empty() {
+                out.push(Event::Error {
+                    message: crate::wire::sse::MALFORMED.into(),
+                });
+            }
             return out;
         };
         if let Some(err) = v.get("error") {
@@ -855,7 +860,7 @@ impl StreamEncoder {
                 v
             }
             Event::Error { message } => vec![json!({"error": {"message": message,
-                "type": "upstream_error", "code": "stream_interrupted"}})
+                "type": "upstream_error", "param": null, "code": "stream_interrupted"}})
             .to_string()],
             _ => Vec::new(),
         }

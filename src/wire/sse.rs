@@ -17,6 +17,18 @@ pub struct SseParser {
 }
 
 /// Largest event accepted before the stream is considered broken.
+/// The error a stream event that is not JSON becomes: the client gets this error
+/// in its protocol's shape instead of the line.
+pub const MALFORMED: &str = "upstream sent a malformed stream event";
+
+/// Whether `events` say their stream event was malformed (its bytes must not reach
+/// the client).
+pub fn is_malformed(events: &[crate::canonical::Event]) -> bool {
+    events
+        .iter()
+        .any(|e| matches!(e, crate::canonical::Event::Error { message } if message == MALFORMED))
+}
+
 pub const MAX_EVENT_BYTES: usize = 8 * 1024 * 1024;
 
 impl SseParser {
