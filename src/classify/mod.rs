@@ -335,6 +335,19 @@ impl TierHead {
         Ok(())
     }
 
+    /// The ranking score of tier probabilities and an outcome logit `z`: the
+    /// expected tier alone without an outcome output (or without `z`).
+    pub fn strength_of(&self, probs: &[f32], z: Option<f32>) -> f32 {
+        let e = expected_tier(probs);
+        match (z, &self.meta.outcome) {
+            (Some(z), Some(m)) => sigmoid(
+                m.blend * (e - m.tier_mean) / m.tier_std.max(1e-6)
+                    + (1.0 - m.blend) * (z - m.logit_mean) / m.logit_std.max(1e-6),
+            ),
+            _ => e,
+        }
+    }
+
     /// Logits → softmax probabilities, and the ranking score. Plain Rust: a few
     /// dot products over the features (about a microsecond).
     ///
@@ -352,15 +365,12 @@ impl TierHead {
             .collect();
         softmax_in_place(&mut logits);
         let tier = argmax(&logits);
-        let e = expected_tier(&logits);
-        let (outcome, strength) = match (&self.outcome, &self.meta.outcome) {
-            (Some((w, b)), Some(m)) => {
+        let (outcome, strength) = match &self.outcome {
+            Some((w, b)) => {
                 let z = b + dot(w);
-                let blended = m.blend * (e - m.tier_mean) / m.tier_std.max(1e-6)
-                    + (1.0 - m.blend) * (z - m.logit_mean) / m.logit_std.max(1e-6);
-                (Some(sigmoid(z)), sigmoid(blended))
+                (Some(sigmoid(z)), self.strength_of(&logits, Some(z)))
             }
-            _ => (None, e),
+            None => (None, self.strength_of(&logits, None)),
         };
         Prediction {
             tier,

@@ -87,6 +87,34 @@ fn mean_std(v: &[f32]) -> (f32, f32) {
     (m as f32, var.sqrt().max(1e-6) as f32)
 }
 
+/// Out-of-fold outcome logits: each of the [`FOLDS`] folds (by row id) scored by a
+/// fit on the others, so no row is scored by a model that saw its label.
+pub fn cross_fitted_logits(
+    rows: &[OutcomeRow],
+    features: &[Vec<f32>],
+    opts: &OutcomeOptions,
+) -> Result<Vec<f32>, ClassifyError> {
+    let n = rows.len();
+    if features.len() != n || rows.iter().any(|r| r.scores.len() != 2) {
+        return Err(ClassifyError::Data(
+            "cross-fitting takes two models per row and one feature vector per row".into(),
+        ));
+    }
+    let y: Vec<f32> = rows.iter().map(label).collect();
+    let folds: Vec<u64> = rows.iter().map(|r| fold_of(&r.id)).collect();
+    let mut out = vec![0.0f32; n];
+    for k in 0..FOLDS {
+        let train: Vec<usize> = (0..n).filter(|&i| folds[i] != k).collect();
+        let x: Vec<Vec<f32>> = train.iter().map(|&i| features[i].clone()).collect();
+        let t: Vec<f32> = train.iter().map(|&i| y[i]).collect();
+        let (w, b) = train_logistic(&x, &t, &vec![1.0; train.len()], opts.l2, opts.max_epochs)?;
+        for i in (0..n).filter(|&i| folds[i] == k) {
+            out[i] = b + dot(&w, &features[i]);
+        }
+    }
+    Ok(out)
+}
+
 /// Adds the outcome output to `head` (whose taxonomy part is final): trains it on
 /// all of `data`, standardizes the blend over `taxonomy_x` (the taxonomy training
 /// features), and measures the operating points with cross-fitted logits and the

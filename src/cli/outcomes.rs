@@ -134,7 +134,30 @@ pub fn run(g: &super::Global, a: &EvalArgs, path: &Path) -> anyhow::Result<ExitC
     let texts: Vec<&str> = rows.iter().map(|r| r.prompt.as_str()).collect();
     let xs = embed_all(&embedder, &mut cache, &texts)?;
     let map = tier_models(head.labels().len(), a.models.len());
-    let (rank, chosen) = route_all(&head, &cfg, &xs, &map);
+    // A head whose outcome output was fitted on this very file would rank it
+    // in-sample: its outcome logits are then cross-fitted here instead.
+    let file_sha = triage::embed::sha256_file(path)?;
+    let in_sample = a.models.len() == 2
+        && head
+            .meta()
+            .outcome
+            .as_ref()
+            .is_some_and(|o| o.data.contains(&file_sha));
+    let crossed = if in_sample {
+        eprintln!(
+            "the head's outcome output was trained on this file: cross-fitting it over {} folds \
+             (a few minutes) so that no prompt is ranked by a fit that saw it",
+            triage::classify::outcome_head::FOLDS
+        );
+        Some(triage::classify::outcome_head::cross_fitted_logits(
+            &rows,
+            &xs,
+            &Default::default(),
+        )?)
+    } else {
+        None
+    };
+    let (rank, chosen) = route_all(&head, &cfg, &xs, &map, crossed.as_deref());
 
     let all = |f: &dyn Fn(&OutcomeRow) -> bool| -> Evaluated {
         let idx: Vec<usize> = (0..rows.len()).filter(|&i| f(&rows[i])).collect();
@@ -166,6 +189,7 @@ pub fn run(g: &super::Global, a: &EvalArgs, path: &Path) -> anyhow::Result<ExitC
             "{}",
             json!({
                 "file": path,
+                "cross_fitted": in_sample,
                 "models": a.models,
                 "prices_per_1m": prices,
                 "tier_models": head.labels().iter().zip(&map).map(|(t, &m)| (t.clone(), a.models[m].clone())).collect::<BTreeMap<_, _>>(),
@@ -194,6 +218,9 @@ pub fn run(g: &super::Global, a: &EvalArgs, path: &Path) -> anyhow::Result<ExitC
         .map(|(t, &m)| format!("{t} -> {}", a.models[m]))
         .collect();
     println!("tiers: {}\n", tiers.join(", "));
+    if in_sample {
+        println!("(the head's outcome output was trained on this file: its logits below are cross-fitted)\n");
+    }
     print!("{}", render_decisions(&a.models, &overall.decisions));
     println!();
     print!("{}", render_curves(&overall, &per_benchmark));
@@ -209,10 +236,15 @@ pub fn route_all(
     cfg: &Config,
     xs: &[Vec<f32>],
     map: &[usize],
+    crossed: Option<&[f32]>,
 ) -> (Vec<f64>, Vec<usize>) {
     xs.iter()
-        .map(|x| {
-            let pred = head.predict(x);
+        .enumerate()
+        .map(|(i, x)| {
+            let mut pred = head.predict(x);
+            if let Some(z) = crossed.and_then(|c| c.get(i)) {
+                pred.strength = head.strength_of(&pred.probs, Some(*z));
+            }
             let d = decide(head, &pred, &cfg.router);
             (pred.strength as f64, map[d.tier_index.min(map.len() - 1)])
         })
