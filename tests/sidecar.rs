@@ -345,32 +345,6 @@ async fn stream_dropped_midway_ends_with_an_error_event() {
     assert_eq!(fake.count("drop-stream"), 1);
 }
 
-fn anthropic_config(fake: &FakeUpstream) -> String {
-    format!(
-        r#"
-[router]
-min_confidence = 0.0
-[router.tiers]
-SIMPLE = ["claude-small"]
-MODERATE = ["claude-small"]
-COMPLEX = ["claude-big"]
-[[upstreams]]
-name = "anthropic"
-kind = "anthropic"
-base_url = "{}"
-api_key_env = "TRIAGE_TEST_ANTHROPIC_KEY"
-[[models]]
-name = "claude-small"
-upstream = "anthropic"
-upstream_model = "claude-haiku-test"
-[[models]]
-name = "claude-big"
-upstream = "anthropic"
-"#,
-        fake.url()
-    )
-}
-
 #[tokio::test]
 async fn anthropic_is_translated_both_ways() {
     std::env::set_var("TRIAGE_TEST_ANTHROPIC_KEY", "sk-ant-test");

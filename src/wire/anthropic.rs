@@ -712,16 +712,21 @@ impl StreamEncoder {
     /// (event name, data) pairs for one event.
     pub fn event(&mut self, ev: &Event) -> Vec<(&'static str, Value)> {
         match ev {
-            Event::Start { usage, .. } => vec![
-                (
-                    "message_start",
-                    json!({"type": "message_start", "message": {
+            Event::Start { usage, model, .. } => {
+                if !model.is_empty() {
+                    self.model = model.clone();
+                }
+                vec![
+                    (
+                        "message_start",
+                        json!({"type": "message_start", "message": {
                         "id": self.id, "type": "message", "role": "assistant", "model": self.model,
                         "content": [], "stop_reason": null, "stop_sequence": null,
                         "usage": usage_json(usage)}}),
-                ),
-                ("ping", json!({"type": "ping"})),
-            ],
+                    ),
+                    ("ping", json!({"type": "ping"})),
+                ]
+            }
             Event::BlockStart { index, block } => {
                 let b = match block {
                     BlockStart::Text => json!({"type": "text", "text": ""}),

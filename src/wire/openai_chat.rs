@@ -810,7 +810,10 @@ impl StreamEncoder {
     /// The data lines (JSON, or `[DONE]`) for one event.
     pub fn event(&mut self, ev: &Event) -> Vec<String> {
         match ev {
-            Event::Start { .. } => {
+            Event::Start { model, .. } => {
+                if !model.is_empty() {
+                    self.model = model.clone();
+                }
                 vec![self
                     .chunk(json!({"role": "assistant", "content": ""}), None)
                     .to_string()]

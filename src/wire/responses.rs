@@ -422,7 +422,10 @@ impl StreamEncoder {
     pub fn event(&mut self, ev: &Event) -> Vec<(&'static str, Value)> {
         let mut out = Vec::new();
         match ev {
-            Event::Start { .. } => {
+            Event::Start { model, .. } => {
+                if !model.is_empty() {
+                    self.model = model.clone();
+                }
                 let r = response(
                     &self.id,
                     &self.model,

@@ -212,6 +212,78 @@ async fn openai_chat(
     } else {
         "stop"
     };
+    // With tools, a first turn calls `get_weather`; a turn that ends in the tool's
+    // result gets a text answer built from it.
+    let last_is_tool = req["messages"]
+        .as_array()
+        .and_then(|m| m.last())
+        .is_some_and(|m| m["role"] == "tool");
+    if last_is_tool {
+        let result = req["messages"]
+            .as_array()
+            .and_then(|m| m.last())
+            .map(|m| m["content"].as_str().unwrap_or("").to_string())
+            .unwrap_or_default();
+        return openai_answer(
+            &req,
+            &model,
+            &format!("answer from {model}: the tool said {result}"),
+            finish,
+        );
+    }
+    if req.get("tools").is_some() {
+        return openai_tool_call(&req, &model);
+    }
+    openai_answer(&req, &model, &text, finish)
+}
+
+/// A chat completion (or its stream) calling `get_weather` for Paris.
+fn openai_tool_call(req: &Value, model: &str) -> Response {
+    let call = |args: &str| {
+        json!({"index": 0, "id": "call_1", "type": "function",
+            "function": {"name": "get_weather", "arguments": args}})
+    };
+    if req["stream"] == true {
+        let chunk = |delta: Value, finish: Value| {
+            sse(
+                &json!({"id": "chatcmpl-fake", "object": "chat.completion.chunk", "created": 1,
+                "model": model, "choices": [{"index": 0, "delta": delta, "finish_reason": finish}]}),
+            )
+        };
+        let events = vec![
+            chunk(
+                json!({"role": "assistant", "content": null, "tool_calls": [call("")]}),
+                Value::Null,
+            ),
+            chunk(
+                json!({"tool_calls": [{"index": 0, "function": {"arguments": "{\"city\": "}}]}),
+                Value::Null,
+            ),
+            chunk(
+                json!({"tool_calls": [{"index": 0, "function": {"arguments": "\"Paris\"}"}}]}),
+                Value::Null,
+            ),
+            chunk(json!({}), json!("tool_calls")),
+            Bytes::from_static(b"data: [DONE]\n\n"),
+        ];
+        return stream_response(events, model);
+    }
+    let mut c = call("{\"city\": \"Paris\"}");
+    if let Some(o) = c.as_object_mut() {
+        o.remove("index");
+    }
+    Json(json!({
+        "id": "chatcmpl-fake", "object": "chat.completion", "created": 1, "model": model,
+        "choices": [{"index": 0, "message": {"role": "assistant", "content": null, "tool_calls": [c]},
+            "finish_reason": "tool_calls"}],
+        "usage": {"prompt_tokens": 11, "completion_tokens": 7, "total_tokens": 18}
+    }))
+    .into_response()
+}
+
+/// A text answer, JSON or streamed in [`STREAM_WORDS`].
+fn openai_answer(req: &Value, model: &str, text: &str, finish: &str) -> Response {
+    let model = model.to_string();
     if req["stream"] == true {
         let usage = req["stream_options"]["include_usage"] == true;
         let chunk = |delta: Value, finish: Value| {
@@ -265,7 +337,12 @@ async fn anthropic_messages(
     if let Some(r) = behaviour(&fake, &model).await {
         return r;
     }
-    let wants_tool = req.get("tools").is_some();
+    let last_is_tool_result = req["messages"]
+        .as_array()
+        .and_then(|m| m.last())
+        .and_then(|m| m["content"].as_array())
+        .is_some_and(|c| c.iter().any(|b| b["type"] == "tool_result"));
+    let wants_tool = req.get("tools").is_some() && !last_is_tool_result;
     if req["stream"] == true {
         let ev = |name: &str, data: Value| Bytes::from(format!("event: {name}\ndata: {data}\n\n"));
         let mut events = vec![ev(
@@ -487,6 +564,35 @@ async fn start_with_config(
         state,
         shutdown: Some(tx),
     }
+}
+
+/// A config routing the tiers to fake Anthropic models (key in
+/// `TRIAGE_TEST_ANTHROPIC_KEY`): SIMPLE and MODERATE to `claude-small`, COMPLEX to
+/// `claude-big`.
+pub fn anthropic_config(fake: &FakeUpstream) -> String {
+    format!(
+        r#"
+[router]
+min_confidence = 0.0
+[router.tiers]
+SIMPLE = ["claude-small"]
+MODERATE = ["claude-small"]
+COMPLEX = ["claude-big"]
+[[upstreams]]
+name = "anthropic"
+kind = "anthropic"
+base_url = "{}"
+api_key_env = "TRIAGE_TEST_ANTHROPIC_KEY"
+[[models]]
+name = "claude-small"
+upstream = "anthropic"
+upstream_model = "claude-haiku-test"
+[[models]]
+name = "claude-big"
+upstream = "anthropic"
+"#,
+        fake.url()
+    )
 }
 
 /// A config routing the three tiers to fake OpenAI models, with `extra` appended.
