@@ -5,7 +5,10 @@
 # else triage does (parsing, routing policy, cache lookup, budgets, ledger,
 # forwarding, serialization): that last part is its overhead.
 # Usage: scripts/overhead.sh [DURATION] [CONCURRENCY]; PROMPTS=FILE picks the
-# prompts (default: benches/short_prompts.txt).
+# prompts (default: benches/short_prompts.txt), API=chat|messages|responses the
+# inbound API (default chat; the provider always speaks chat completions, so
+# messages and responses include the translation both ways), TRIAGE=BIN another
+# build to measure (default: this tree's release build).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 DURATION="${1:-20s}"
@@ -13,7 +16,9 @@ CONCURRENCY="${2:-4}"
 PROMPTS="${PROMPTS:-benches/short_prompts.txt}"
 UP_PORT="${UP_PORT:-18090}"
 PORT="${PORT:-18091}"
-cargo build --release --quiet
+API="${API:-chat}"
+TRIAGE="${TRIAGE:-./target/release/triage}"
+[ "$TRIAGE" = ./target/release/triage ] && cargo build --release --quiet
 DIR="$(mktemp -d)"
 cat >"$DIR/triage.toml" <<TOML
 data_dir = "$DIR/data"
@@ -41,14 +46,16 @@ MODERATE = ["gpt-4.1-mini"]
 COMPLEX = ["gpt-4.1"]
 TOML
 export TRIAGE_FAKE_KEY=unused
-./target/release/triage fake-upstream --listen "127.0.0.1:$UP_PORT" 2>/dev/null &
+"$TRIAGE" fake-upstream --listen "127.0.0.1:$UP_PORT" 2>/dev/null &
 UP=$!
-./target/release/triage --config "$DIR/triage.toml" serve 2>"$DIR/serve.log" &
+"$TRIAGE" --config "$DIR/triage.toml" serve 2>"$DIR/serve.log" &
 SRV=$!
 trap 'kill $UP $SRV 2>/dev/null || true; rm -rf "$DIR"' EXIT
 for _ in $(seq 1 100); do
   curl -sf "http://127.0.0.1:$PORT/readyz" >/dev/null && break
   sleep 0.1
 done
-./target/release/triage bench --url "http://127.0.0.1:$PORT" --chat \
+API_FLAG=()
+[ "$API" != chat ] && API_FLAG=(--api "$API")
+./target/release/triage bench --url "http://127.0.0.1:$PORT" --chat "${API_FLAG[@]}" \
   --prompts "$PROMPTS" --concurrency "$CONCURRENCY" --duration "$DURATION"

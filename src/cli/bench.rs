@@ -32,8 +32,38 @@ pub struct BenchArgs {
     /// to measure the sidecar's overhead against a zero-latency provider.
     #[arg(long, requires = "url")]
     pub chat: bool,
+    /// With --chat: the inbound API the requests speak.
+    #[arg(long, value_enum, default_value_t = BenchApi::Chat, requires = "chat")]
+    pub api: BenchApi,
     #[arg(long)]
     pub json: bool,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum BenchApi {
+    /// POST /v1/chat/completions
+    Chat,
+    /// POST /v1/messages (Anthropic Messages)
+    Messages,
+    /// POST /v1/responses (OpenAI Responses)
+    Responses,
+}
+
+impl BenchApi {
+    /// The path under /v1 and the body for one prompt.
+    fn request(self, text: &str) -> (&'static str, serde_json::Value) {
+        match self {
+            BenchApi::Chat => (
+                "chat/completions",
+                json!({"model": "auto", "messages": [{"role": "user", "content": text}]}),
+            ),
+            BenchApi::Messages => (
+                "messages",
+                json!({"model": "auto", "max_tokens": 256, "messages": [{"role": "user", "content": text}]}),
+            ),
+            BenchApi::Responses => ("responses", json!({"model": "auto", "input": text})),
+        }
+    }
 }
 
 fn load_prompts(path: &PathBuf) -> anyhow::Result<Vec<String>> {
@@ -157,6 +187,7 @@ pub fn run(g: &super::Global, a: BenchArgs) -> anyhow::Result<ExitCode> {
             let head = engine.as_ref().map(|e| e.head.clone());
             let url = a.url.clone();
             let chat = a.chat;
+            let api = a.api;
             let router = cfg.router.clone();
             tasks.push(tokio::spawn(async move {
                 let mut i = w;
@@ -166,8 +197,11 @@ pub fn run(g: &super::Global, a: BenchArgs) -> anyhow::Result<ExitCode> {
                     let t = Instant::now();
                     match (&url, &pool, &head) {
                         (Some(url), _, _) => {
-                            let body = json!({"model": "auto", "messages": [{"role": "user", "content": text}]});
-                            let path = if chat { "chat/completions" } else { "route" };
+                            let (path, body) = if chat {
+                                api.request(text)
+                            } else {
+                                ("route", json!({"model": "auto", "messages": [{"role": "user", "content": text}]}))
+                            };
                             let r = client.post(format!("{}/v1/{path}", url.trim_end_matches('/'))).json(&body).send().await;
                             let r = match r {
                                 Ok(r) if r.status().is_success() => r,
