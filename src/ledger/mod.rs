@@ -105,7 +105,7 @@ impl Ledger {
     }
 
     /// Cost of `usage` on `model` (None: unpriced).
-    pub fn cost(&self, cfg: &Config, model: &str, usage: &crate::upstream::Usage) -> Option<f64> {
+    pub fn cost(&self, cfg: &Config, model: &str, usage: &crate::canonical::Usage) -> Option<f64> {
         let upstream_model = cfg.model(model).map(|m| m.upstream_model().to_string());
         self.prices
             .load()

@@ -2,7 +2,7 @@
 
 use std::collections::HashMap;
 
-use crate::upstream::Usage;
+use crate::canonical::Usage;
 
 pub use crate::config::Price;
 
